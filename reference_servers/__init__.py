@@ -1,0 +1,1 @@
+"""CloudHash/1 reference servers: one protocol core, one module per architecture."""

@@ -1,0 +1,67 @@
+"""Start a reference server: declare, listen, announce, serve, exit."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import sys
+from typing import Protocol
+
+from ..core import ServerInfo, Store
+from .context import Context
+from .listeners import announce_ready, close_listeners, open_listeners
+from .settings import Settings
+from .stop import StopSignal
+from .stores import LockedStore, StoreProcess
+
+
+class Architecture(Protocol):
+    ARCH: str
+    OVERFLOW: str
+    SHARES_MEMORY: bool
+
+    def limits(self, settings: Settings) -> tuple[int, int]:
+        """(concurrency, max_connections) as INFO will declare them."""
+        ...
+
+    def serve(self, context: Context) -> None: ...
+
+
+def run(architecture: Architecture, settings: Settings) -> int:
+    concurrency, max_connections = architecture.limits(settings)
+    features = {"framed", "urgent"}
+    if settings.cert is not None:
+        features.add("starttls")
+        if settings.tls_port is not None:
+            features.add("tls")
+    info = ServerInfo(
+        arch=architecture.ARCH,
+        concurrency=concurrency,
+        max_connections=max_connections,
+        overflow=architecture.OVERFLOW,
+        idle_timeout_ms=settings.idle_timeout_ms,
+        max_line=settings.max_line,
+        max_frame=settings.max_frame,
+        features=frozenset(features),
+    )
+    try:
+        tls_context = settings.tls_context()
+        listeners = open_listeners(settings)
+    except (OSError, ssl.SSLError) as error:
+        print(f"cloudhash: cannot start: {error}", file=sys.stderr)
+        return 1
+    stop = StopSignal()
+    stop.install()
+    store_process = None if architecture.SHARES_MEMORY else StoreProcess()
+    store: Store = LockedStore() if store_process is None else store_process.client()
+    context = Context(settings, info, listeners, tls_context, store, stop)
+    master = os.getpid()
+    announce_ready(listeners)
+    try:
+        architecture.serve(context)
+    finally:
+        if os.getpid() == master:
+            close_listeners(listeners)
+            if store_process is not None:
+                store_process.stop()
+    return 0

@@ -1,0 +1,59 @@
+"""Listening sockets and the READY line."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass
+
+from .settings import Settings
+
+
+@dataclass
+class Listener:
+    sock: socket.socket
+    tls: bool
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def accept(self) -> socket.socket | None:
+        """One pending connection, or None when another worker took it first."""
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return None
+        return conn
+
+
+def open_listeners(settings: Settings) -> list[Listener]:
+    listeners = [Listener(_listen(settings.host, settings.port, settings.backlog), tls=False)]
+    if settings.tls_port is not None:
+        listeners.append(Listener(_listen(settings.host, settings.tls_port, settings.backlog), tls=True))
+    return listeners
+
+
+def _listen(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
+    # Several workers may wait on one listener; the losers must not block.
+    sock.setblocking(False)
+    return sock
+
+
+def announce_ready(listeners: list[Listener]) -> None:
+    """The one line a reference server ever writes to stdout."""
+    plain = listeners[0].sock.getsockname()
+    line = f"READY cloudhash/1 {plain[0]} {plain[1]}"
+    for listener in listeners[1:]:
+        line += f" tls={listener.sock.getsockname()[1]}"
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def close_listeners(listeners: list[Listener]) -> None:
+    for listener in listeners:
+        listener.sock.close()

@@ -1,0 +1,266 @@
+"""One accepted socket: raw bytes <-> optional TLS <-> the protocol core.
+
+A Session never blocks. Its owner watches ``fileno()`` for what
+``wants_read``/``wants_write`` say (and always for urgent data), calls the
+matching ``on_*`` method, and calls ``on_timer`` once ``deadline()`` passes.
+TLS runs through memory BIOs, so the raw socket stays ours: that is what lets
+the urgent byte be read beside an encrypted stream.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import ssl
+
+from ..core import Close, Send, ServerConnection, StartTLS
+
+LINGER_SECONDS = 0.5
+READ_CHUNK = 65536
+OUTPUT_HIGH_WATER = 1 << 20
+
+
+class Session:
+    def __init__(
+        self,
+        sock: socket.socket,
+        conn: ServerConnection | None,
+        now: float,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+    ) -> None:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = sock
+        self.conn = conn
+        self.closed = False
+        self.timer_entry: float | None = None  # owned by SessionSet
+        self._fd = sock.fileno()
+        self._out = bytearray()
+        self._tls_context = tls_context
+        self._tls: ssl.SSLObject | None = None
+        self._tls_in = ssl.MemoryBIO()
+        self._tls_out = ssl.MemoryBIO()
+        self._handshaking = False
+        self._starttls_pending = False
+        self._close_by: float | None = None  # set once the core said Close
+        self._write_shut = False
+        if implicit_tls:
+            self._begin_tls()
+
+    @classmethod
+    def refuse(cls, sock: socket.socket, message: bytes, now: float) -> Session:
+        """A connection over the limit: say ``message`` (maybe nothing) and close."""
+        session = cls(sock, None, now)
+        session._out += message
+        session._close_by = now + LINGER_SECONDS
+        session._after_io(now)
+        return session
+
+    def fileno(self) -> int:
+        return self._fd
+
+    # ---- what to watch -------------------------------------------------------
+
+    @property
+    def wants_read(self) -> bool:
+        if self.closed or self._starttls_pending:
+            return False
+        if self._close_by is not None or self._handshaking:
+            return True
+        assert self.conn is not None
+        return self.conn.wants_input and len(self._out) < OUTPUT_HIGH_WATER
+
+    @property
+    def wants_write(self) -> bool:
+        return bool(self._out) and not self.closed
+
+    def deadline(self) -> float | None:
+        if self.closed:
+            return None
+        if self._close_by is not None:
+            return self._close_by
+        if self._handshaking:
+            assert self.conn is not None
+            return self.conn.idle_deadline()
+        assert self.conn is not None
+        return self.conn.deadline()
+
+    # ---- events --------------------------------------------------------------
+
+    def on_urgent(self, now: float) -> None:
+        try:
+            self.sock.recv(1, socket.MSG_OOB)
+        except BlockingIOError:
+            return
+        except OSError as error:
+            if error.errno == errno.EINVAL:  # nothing pending (any more)
+                return
+            self.abort()
+            return
+        if self.conn is not None and self._close_by is None and not self._handshaking:
+            self.conn.receive_urgent(now)
+            self._pump(now)
+
+    def on_readable(self, now: float) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.abort()
+            return
+        if self._close_by is not None:
+            if not data:
+                self.abort()
+            return
+        if self._tls is None:
+            assert self.conn is not None
+            self.conn.receive_data(data)
+        elif not self._feed_tls(data):
+            return
+        self._pump(now)
+
+    def on_writable(self, now: float) -> None:
+        self._after_io(now)
+
+    def on_timer(self, now: float) -> None:
+        if self.closed:
+            return
+        deadline = self.deadline()
+        if self._close_by is not None or self._handshaking:
+            if deadline is not None and now >= deadline:
+                self.abort()  # a handshake that outlives the idle timer ends without a word
+            return
+        self._pump(now)
+
+    def on_hangup(self) -> None:
+        """The peer is gone in both directions (reset): nobody is left to answer."""
+        self.abort()
+
+    def begin_shutdown(self, now: float) -> None:
+        if self._handshaking:
+            self.abort()
+        elif self.conn is not None and not self.closed:
+            self.conn.begin_shutdown()
+            self._pump(now)
+
+    def force_shutdown(self, now: float) -> None:
+        if self._handshaking:
+            self.abort()
+        elif self.conn is not None and not self.closed:
+            self.conn.force_shutdown()
+            self._pump(now)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.sock.close()
+
+    # ---- internals -----------------------------------------------------------
+
+    def _pump(self, now: float) -> None:
+        conn = self.conn
+        assert conn is not None
+        while not self._starttls_pending and (event := conn.next_event(now)) is not None:
+            if isinstance(event, Send):
+                self._write(event.data)
+            elif isinstance(event, StartTLS):
+                self._starttls_pending = True
+            elif isinstance(event, Close):
+                self._close_by = now + LINGER_SECONDS
+        self._after_io(now)
+
+    def _after_io(self, now: float) -> None:
+        self._flush()
+        if self.closed or self._out:
+            return
+        if self._starttls_pending:
+            self._starttls_pending = False
+            self._begin_tls()
+            self._flush()
+        elif self._close_by is not None and not self._write_shut:
+            self._write_shut = True
+            self._close_by = max(self._close_by, now + LINGER_SECONDS)
+            try:
+                self.sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.abort()
+
+    def _write(self, data: bytes) -> None:
+        if self._tls is None:
+            self._out += data
+            return
+        try:
+            self._tls.write(data)
+        except ssl.SSLError:
+            self.abort()
+            return
+        self._out += self._tls_out.read()
+
+    def _flush(self) -> None:
+        while self._out and not self.closed:
+            try:
+                sent = self.sock.send(self._out)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.abort()
+                return
+            del self._out[:sent]
+
+    def _begin_tls(self) -> None:
+        assert self._tls_context is not None
+        self._tls = self._tls_context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
+        self._handshaking = True
+        self._feed_tls(None)
+
+    def _feed_tls(self, data: bytes | None) -> bool:
+        """Run what arrived (None: nothing new, b"": EOF) through TLS to the core.
+
+        False when nothing reached the core: mid-handshake, or the session ended.
+        """
+        tls, conn = self._tls, self.conn
+        assert tls is not None and conn is not None
+        if data:
+            self._tls_in.write(data)
+        elif data is not None:
+            self._tls_in.write_eof()
+        try:
+            if self._handshaking:
+                try:
+                    tls.do_handshake()
+                except ssl.SSLWantReadError:
+                    if self._tls_in.eof:
+                        self.abort()
+                    else:
+                        self._out += self._tls_out.read()
+                        self._flush()
+                    return False
+                self._handshaking = False
+            plain, eof = bytearray(), False
+            while True:
+                try:
+                    chunk = tls.read(READ_CHUNK)
+                except ssl.SSLWantReadError:
+                    break
+                except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                    eof = True
+                    break
+                if not chunk:
+                    eof = True
+                    break
+                plain += chunk
+        except (ssl.SSLError, OSError):
+            # Send the alert (a refused TLS 1.1 hello gets handshake_failure), then go.
+            self._out += self._tls_out.read()
+            self._flush()
+            self.abort()
+            return False
+        if plain:
+            conn.receive_data(bytes(plain))
+        if eof:
+            conn.receive_data(b"")
+        self._out += self._tls_out.read()
+        return True

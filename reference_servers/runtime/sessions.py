@@ -1,0 +1,150 @@
+"""A set of Sessions watched with one epoll, with a lazy timer heap.
+
+Every architecture drives its connections through this: the evented reactor
+holds thousands in one set, the blocking architectures hold one per thread or
+process. epoll (unlike selectors and asyncio) reports EPOLLPRI, the urgent
+byte's signal.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import select
+import time
+from collections.abc import Callable
+
+from .session import Session
+
+_PRI = select.EPOLLPRI
+_IN = select.EPOLLIN
+_OUT = select.EPOLLOUT
+_GONE = select.EPOLLERR | select.EPOLLHUP
+
+
+class SessionSet:
+    def __init__(self, on_closed: Callable[[Session], None] | None = None) -> None:
+        self._on_closed = on_closed
+        self._epoll = select.epoll()
+        self._sessions: dict[int, Session] = {}
+        self._masks: dict[int, int] = {}
+        self._watchers: dict[int, Callable[[float], None]] = {}
+        self._timers: list[tuple[float, int, Session]] = []
+        self._sequence = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._sessions.values()))
+
+    def add(self, session: Session) -> None:
+        if session.closed:
+            return
+        fd = session.fileno()
+        self._sessions[fd] = session
+        self._masks[fd] = self._mask(session)
+        self._epoll.register(fd, self._masks[fd])
+        self._schedule(session)
+
+    def watch(self, fd: int, on_ready: Callable[[float], None]) -> None:
+        """Call ``on_ready(now)`` when ``fd`` is readable (listeners, signal pipes)."""
+        self._watchers[fd] = on_ready
+        self._epoll.register(fd, _IN)
+
+    def unwatch(self, fd: int) -> None:
+        if self._watchers.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def close(self) -> None:
+        for session in list(self._sessions.values()):
+            session.abort()
+            self._refresh(session)
+        self._epoll.close()
+
+    def run_once(self, extra_deadline: float | None = None) -> None:
+        """Wait for one batch of events or timers, and dispatch it."""
+        now = time.monotonic()
+        deadline = self._next_timer(now)
+        if extra_deadline is not None:
+            deadline = extra_deadline if deadline is None else min(deadline, extra_deadline)
+        timeout = -1.0 if deadline is None else max(0.0, deadline - now)
+        events = self._epoll.poll(timeout)
+        now = time.monotonic()
+        for fd, mask in events:
+            watcher = self._watchers.get(fd)
+            if watcher is not None:
+                watcher(now)
+                continue
+            session = self._sessions.get(fd)
+            if session is None:
+                continue
+            if mask & _PRI:
+                session.on_urgent(now)
+            if mask & (_IN | _GONE) and not session.closed:
+                if session.wants_read:
+                    session.on_readable(now)
+                elif mask & _GONE:
+                    session.on_hangup()
+            if mask & _OUT and not session.closed:
+                session.on_writable(now)
+            self._refresh(session)
+        self._fire_timers(now)
+
+    def each(self, action: Callable[[Session, float], None]) -> None:
+        """Apply ``action`` to every session (shutdown, for one)."""
+        now = time.monotonic()
+        for session in list(self._sessions.values()):
+            action(session, now)
+            self._refresh(session)
+
+    # ---- bookkeeping -------------------------------------------------------
+
+    @staticmethod
+    def _mask(session: Session) -> int:
+        return _PRI | (_IN if session.wants_read else 0) | (_OUT if session.wants_write else 0)
+
+    def _refresh(self, session: Session) -> None:
+        fd = session.fileno()
+        if session.closed:
+            if self._sessions.get(fd) is session:
+                del self._sessions[fd]
+                del self._masks[fd]
+                # The socket is closed already, which removed it from the epoll set.
+                if self._on_closed is not None:
+                    self._on_closed(session)
+            return
+        mask = self._mask(session)
+        if mask != self._masks[fd]:
+            self._masks[fd] = mask
+            self._epoll.modify(fd, mask)
+        self._schedule(session)
+
+    def _schedule(self, session: Session) -> None:
+        # Only a deadline earlier than the one queued needs an entry: a later
+        # one is found when the queued entry comes due, so the heap holds about
+        # one entry per session rather than one per request.
+        deadline = session.deadline()
+        if deadline is not None and (session.timer_entry is None or deadline < session.timer_entry):
+            session.timer_entry = deadline
+            heapq.heappush(self._timers, (deadline, next(self._sequence), session))
+
+    def _next_timer(self, now: float) -> float | None:
+        while self._timers:
+            deadline, _, session = self._timers[0]
+            if session.closed or session.timer_entry != deadline:
+                heapq.heappop(self._timers)
+                continue
+            return deadline
+        return None
+
+    def _fire_timers(self, now: float) -> None:
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, session = heapq.heappop(self._timers)
+            if session.closed or session.timer_entry != deadline:
+                continue
+            session.timer_entry = None
+            actual = session.deadline()
+            if actual is not None and actual <= now:
+                session.on_timer(now)
+            self._refresh(session)

@@ -1,0 +1,75 @@
+"""SIGTERM and SIGINT as a readable file descriptor every loop can watch.
+
+The pipe is written once and never read, so it stays readable: every thread
+and loop that polls it sees the stop, not just the first one.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import time
+
+GRACE_SECONDS = 4.0
+
+
+class StopSignal:
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self.requested_at: float | None = None
+
+    @property
+    def fd(self) -> int:
+        return self._read_fd
+
+    @property
+    def requested(self) -> bool:
+        return self.requested_at is not None
+
+    @property
+    def force_at(self) -> float | None:
+        """When unanswered requests get SHUTDOWN instead of an answer."""
+        return None if self.requested_at is None else self.requested_at + GRACE_SECONDS
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+
+    def request(self) -> None:
+        if self.requested_at is None:
+            self.requested_at = time.monotonic()
+            try:
+                os.write(self._write_fd, b"x")
+            except BlockingIOError:
+                pass
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.request()
+
+    def close(self) -> None:
+        os.close(self._read_fd)
+        os.close(self._write_fd)
+
+    @classmethod
+    def renew_after_fork(cls, inherited: StopSignal) -> StopSignal:
+        """A child's own stop: the parent's pipe would wake the whole family."""
+        inherited.close()
+        fresh = cls()
+        fresh.install()
+        return fresh
+
+
+def wait_for(stop: StopSignal) -> None:
+    """Block the calling (main) thread until the stop is requested."""
+    while not stop.requested:
+        wait_for_any(stop)
+
+
+def wait_for_any(stop: StopSignal, *fds: int) -> None:
+    """Block until the stop or until any of ``fds`` is readable."""
+    poller = select.poll()
+    for fd in (stop.fd, *fds):
+        poller.register(fd, select.POLLIN)
+    poller.poll()
