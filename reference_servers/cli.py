@@ -24,7 +24,7 @@ ARCHITECTURES = {
 
 def load(arch: str) -> Architecture:
     module = importlib.import_module(f"reference_servers.{ARCHITECTURES[arch]}")
-    return module  # type: ignore[return-value]
+    return module  # type: ignore[return-value,unused-ignore]
 
 
 def _positive(text: str) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Protocol
 
 from .runtime.blocking import drive
 from .runtime.context import Context
@@ -38,8 +39,11 @@ class LocalLimiter:
         self._count -= 1
 
 
-class Limiter:  # the interface the reactor needs; hybrid shares one across processes
+class Limiter(Protocol):
+    """What the reactor needs to count connections; hybrid shares one across processes."""
+
     def try_admit(self) -> bool: ...
+
     def release(self) -> None: ...
 
 
@@ -51,7 +55,7 @@ def serve(context: Context) -> None:
     run_reactor(context, LocalLimiter(context.info.max_connections))
 
 
-def run_reactor(context: Context, limiter: Limiter | LocalLimiter) -> None:
+def run_reactor(context: Context, limiter: Limiter) -> None:
     def closed(session: Session) -> None:
         if session.conn is not None:  # refused connections were never counted
             limiter.release()

@@ -34,7 +34,7 @@ class SharedLimiter:
 
     def try_admit(self) -> bool:
         with self._counts.get_lock():
-            if sum(self._counts) >= self._limit:
+            if sum(self._counts[:]) >= self._limit:
                 return False
             self._counts[self.slot] += 1
             return True

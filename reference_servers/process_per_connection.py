@@ -41,6 +41,6 @@ def serve(context: Context) -> None:
         return len(children) >= context.info.max_connections
 
     admission = Admission(context, at_capacity, start)
-    admission.also_watch(children.wake_fd, children.reap)
+    admission.also_watch(children.wake_fd, lambda now: children.reap())
     admission.run()
     children.stop_all()

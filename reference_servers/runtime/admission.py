@@ -28,7 +28,7 @@ class Admission:
         for listener in context.listeners:
             self.refusals.watch(listener.fileno(), self._acceptor(listener))
 
-    def also_watch(self, fd: int, on_ready: Callable[[float], None]) -> None:
+    def also_watch(self, fd: int, on_ready: Callable[[float], object]) -> None:
         self.refusals.watch(fd, on_ready)
 
     def run(self) -> None:

@@ -45,7 +45,7 @@ class Children:
         self.pids.add(pid)
         return pid
 
-    def reap(self, now: float | None = None) -> list[int]:
+    def reap(self) -> list[int]:
         """The children that have ended since the last call."""
         try:
             while os.read(self.wake_fd, 4096):

@@ -28,7 +28,7 @@ class SessionSet:
         self._epoll = select.epoll()
         self._sessions: dict[int, Session] = {}
         self._masks: dict[int, int] = {}
-        self._watchers: dict[int, Callable[[float], None]] = {}
+        self._watchers: dict[int, Callable[[float], object]] = {}
         self._timers: list[tuple[float, int, Session]] = []
         self._sequence = itertools.count()
 
@@ -47,7 +47,7 @@ class SessionSet:
         self._epoll.register(fd, self._masks[fd])
         self._schedule(session)
 
-    def watch(self, fd: int, on_ready: Callable[[float], None]) -> None:
+    def watch(self, fd: int, on_ready: Callable[[float], object]) -> None:
         """Call ``on_ready(now)`` when ``fd`` is readable (listeners, signal pipes)."""
         self._watchers[fd] = on_ready
         self._epoll.register(fd, _IN)

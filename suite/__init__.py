@@ -1,0 +1,1 @@
+"""sockspec: a conformance suite for CloudHash/1 servers and clients."""

@@ -1,0 +1,1 @@
+"""The things the suite points at: local processes, running addresses, containers."""
