@@ -54,10 +54,15 @@ class StopSignal:
 
     @classmethod
     def renew_after_fork(cls, inherited: StopSignal) -> StopSignal:
-        """A child's own stop: the parent's pipe would wake the whole family."""
-        inherited.close()
+        """A child's own stop: the parent's pipe would wake the whole family.
+
+        A signal that reached the child before this (through the inherited
+        handler) is carried over, not lost."""
         fresh = cls()
         fresh.install()
+        if inherited.requested:
+            fresh.request()
+        inherited.close()
         return fresh
 
 
