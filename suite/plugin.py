@@ -1,0 +1,446 @@
+"""The pytest plugin (entry point ``sockspec``): options, targets as
+fixtures, one verdict per requirement, explanations, reports, exit codes.
+
+It is inert in any pytest run that collects no sockspec checks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fnmatch
+import json
+import random
+import shlex
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import requirements
+from .certs import make_certificates
+from .outcome import CheckOutcome, verdict_for_violation
+from .probe import HarnessError, Measurement, Unsupported, Violation
+from .report import files, terminal
+from .report.explain import explain, render_transcript
+from .report.results import aggregate, exit_code
+from .targets.base import Target
+from .targets.factory import TargetPool, TargetSpec, parse_address, reference_spec
+from .targets.process import TargetNotReady
+from .targets.reference import resolve_architectures
+from .verdicts import Verdict
+from .wire import WireTimeout
+
+USER_PROPERTY = "sockspec"
+# Exceptions that mean the target itself misbehaved on the wire.
+TARGET_FAULTS = (ConnectionError, WireTimeout, TimeoutError, BrokenPipeError)
+
+
+# ---- options ---------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sockspec", "sockspec: CloudHash/1 conformance")
+    group.addoption("--cmd", action="append", default=[], metavar="TEMPLATE", help="start a server with this command")
+    group.addoption("--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server")
+    group.addoption("--reference", default=None, metavar="ARCH|all", help="our reference servers")
+    group.addoption("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
+    group.addoption("--sockspec-strict", action="store_true", help="SHOULDs fail the run too (also: --strict)")
+    group.addoption("--json", dest="sockspec_json", metavar="FILE", help="write the results as JSON")
+    group.addoption("--junit", dest="sockspec_junit", metavar="FILE", help="write one JUnit testcase per requirement")
+    group.addoption("--only", default=None, metavar="PATTERN", help="requirement IDs to check: CH-FRAME-3, CH-TLS-*")
+    group.addoption("--seed", type=int, default=None, help="seed for Hypothesis and the suite's own choices")
+    group.addoption("--ca", default=None, metavar="FILE", help="CA certificate that signed an --address target's cert")
+    group.addoption("--tls-hostname", default="localhost", help="the name to verify on --address targets")
+    group.addoption("--check-timeout", type=float, default=5.0, help="seconds for each socket operation (default 5)")
+
+
+class UsageProblem(Exception):
+    pass
+
+
+@dataclasses.dataclass
+class SockspecConfig:
+    specs: dict[str, TargetSpec]
+    overrides: dict[str, str]
+    strict: bool
+    seed: int
+    only: list[str]
+    timeout: float
+    outcomes: list[CheckOutcome] = dataclasses.field(default_factory=list)
+    pool: TargetPool | None = None
+    target_args: str = ""
+
+
+def _read_options(config: pytest.Config) -> SockspecConfig:
+    specs: dict[str, TargetSpec] = {}
+    if config.getoption("reference"):
+        try:
+            for arch in resolve_architectures(config.getoption("reference")):
+                specs[arch] = reference_spec(arch)
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+    commands = config.getoption("cmd")
+    for index, template in enumerate(commands):
+        name = "cmd" if len(commands) == 1 else f"cmd{index + 1}"
+        specs[name] = TargetSpec(name, template=template)
+    addresses = config.getoption("address")
+    ca = config.getoption("ca")
+    if ca is not None and not Path(ca).is_file():
+        raise UsageProblem(f"--ca {ca}: no such file")
+    for index, text in enumerate(addresses):
+        name = "address" if len(addresses) == 1 else f"address{index + 1}"
+        try:
+            endpoint = parse_address(text)
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        specs[name] = TargetSpec(
+            name, address=endpoint, ca=Path(ca) if ca else None, hostname=config.getoption("tls_hostname")
+        )
+    overrides = {}
+    for item in config.getoption("declare"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageProblem(f"--declare wants KEY=VALUE, not {item!r}")
+        overrides[key] = value
+    only = [p.strip() for p in (config.getoption("only") or "").split(",") if p.strip()]
+    timeout = config.getoption("check_timeout")
+    if timeout <= 0:
+        raise UsageProblem("--check-timeout must be positive")
+    seed = config.getoption("seed")
+    if hasattr(config, "workerinput"):
+        seed = config.workerinput["sockspec_seed"]
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    strict = bool(config.getoption("sockspec_strict") or config.getoption("strict", False))
+    args = [spec.describe() for spec in specs.values() if spec.template is None or spec.name.startswith("cmd")]
+    if config.getoption("reference"):
+        args.insert(0, f"--reference {config.getoption('reference')}")
+    args += [f"--declare {shlex.quote(d)}" for d in config.getoption("declare")]
+    return SockspecConfig(specs, overrides, strict, seed, only, timeout, target_args=" ".join(args))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "requirement(*ids): the PROTOCOL.md requirement(s) a check covers")
+    config.addinivalue_line("markers", "informational: the check measures; its verdict is INFO")
+    try:
+        state = _read_options(config)
+    except UsageProblem as error:
+        # pytest would say 4; the suite's contract is 2 for usage errors.
+        pytest.exit(f"sockspec: {error}", returncode=2)
+    config.stash[STATE] = state
+    if config.getoption("hypothesis_seed", None) is None and hasattr(config.option, "hypothesis_seed"):
+        config.option.hypothesis_seed = state.seed
+
+
+def pytest_configure_node(node: Any) -> None:  # xdist: every worker gets the controller's seed
+    node.workerinput["sockspec_seed"] = node.config.stash[STATE].seed
+
+
+STATE = pytest.StashKey[SockspecConfig]()
+
+
+def _state(config: pytest.Config) -> SockspecConfig:
+    return config.stash[STATE]
+
+
+def _ids(item: pytest.Item) -> list[str]:
+    return [i for mark in item.iter_markers("requirement") for i in mark.args]
+
+
+def _is_check(item: pytest.Item) -> bool:
+    return bool(_ids(item))
+
+
+# ---- collection --------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target_name" in metafunc.fixturenames and metafunc.definition.get_closest_marker("requirement"):
+        names = list(_state(metafunc.config).specs)
+        metafunc.parametrize("target_name", names, ids=names, scope="session")
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    checks = [item for item in items if _is_check(item)]
+    if not checks:
+        return
+    state = _state(config)
+    for item in checks:
+        for requirement_id in _ids(item):
+            try:
+                requirements.get(requirement_id)
+            except KeyError as error:
+                pytest.exit(f"sockspec: {item.nodeid}: {error}", returncode=2)
+    if not state.specs:
+        pytest.exit(
+            "sockspec: no target; use --reference ARCH|all, --cmd TEMPLATE or --address HOST:PORT", returncode=2
+        )
+    if state.only:
+        keep = [item for item in items if not _is_check(item) or any(_matches(i, state.only) for i in _ids(item))]
+        deselected = [item for item in items if item not in keep]
+        if not any(_is_check(item) for item in keep):
+            pytest.exit(f"sockspec: --only {','.join(state.only)} selects no check", returncode=2)
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = keep
+
+
+def _matches(requirement_id: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(requirement_id, p) or requirement_id == p for p in patterns)
+
+
+# ---- fixtures ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sockspec_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetPool]:
+    state = _state(request.config)
+    certs = make_certificates(tmp_path_factory.mktemp("certs"))
+    pool = TargetPool(state.specs, certs, state.overrides, timeout=state.timeout)
+    state.pool = pool
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
+def target_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_name: str) -> Iterator[Target]:
+    """The shared instance of the target, with this check's own connections."""
+    try:
+        shared = sockspec_pool.shared(target_name)
+    except HarnessError as error:
+        raise HarnessError(str(error)) from None
+    view = dataclasses.replace(shared, probes=[])
+    _require_features(request, view)
+    request.node.stash[TARGET_VIEWS] = [view]
+    yield view
+    view.close_probes()
+
+
+@pytest.fixture
+def fresh_target(
+    request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_name: str
+) -> Iterator[Callable[..., contextlib.AbstractContextManager[Target]]]:
+    """Start a separate instance: ``with fresh_target(idle=1.0, why=...) as t``."""
+
+    @contextlib.contextmanager
+    def start(idle: float | None = None, why: str = "") -> Iterator[Target]:
+        kwargs = {"why": why} if idle is None else {"idle": idle, "why": why}
+        with sockspec_pool.fresh(target_name, **kwargs) as instance:
+            _require_features(request, instance)
+            request.node.stash.setdefault(TARGET_VIEWS, []).append(instance)
+            yield instance
+
+    yield start
+
+
+@pytest.fixture
+def measure(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Record a measurement (shown in the report; verdict INFO for informational checks)."""
+
+    def record(name: str, value: float, unit: str, note: str = "") -> None:
+        request.node.stash.setdefault(MEASUREMENTS, []).append(Measurement(name, value, unit, note))
+
+    return record
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    return _state(request.config).seed
+
+
+TARGET_VIEWS = pytest.StashKey[list[Target]]()
+MEASUREMENTS = pytest.StashKey[list[Measurement]]()
+
+
+def _require_features(request: pytest.FixtureRequest, target: Target) -> None:
+    for requirement_id in _ids(request.node):
+        for feature in requirements.get(requirement_id).features:
+            if not target.declared.has(feature):
+                declared = ",".join(sorted(target.declared.features)) or "none"
+                pytest.skip(
+                    f"UNSUPPORTED: the target does not declare the optional feature '{feature}' (features={declared})"
+                )
+
+
+# ---- verdicts ----------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
+    ids = _ids(item)
+    if not ids:
+        return
+    if report.when == "teardown" or (report.when == "setup" and report.passed):
+        return
+    state = _state(item.config)
+    target = item.callspec.params.get("target_name", "?") if hasattr(item, "callspec") else "?"
+    verdict, detail, explanation = _judge(item, call, report, ids, state)
+    measurements = [dataclasses.asdict(m) for m in item.stash.get(MEASUREMENTS, [])]
+    views = item.stash.get(TARGET_VIEWS, [])
+    check = CheckOutcome(
+        nodeid=item.nodeid,
+        target=target,
+        ids=ids,
+        verdict=verdict,
+        detail=detail,
+        explanation=explanation,
+        measurements=measurements,
+        rerun=_rerun(item, state),
+        declared=dict(views[0].declared.pairs) if views else {},
+    )
+    report.user_properties.append((USER_PROPERTY, json.dumps(check.to_json())))
+    if verdict is Verdict.UNSUPPORTED:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), item.location[1] or 0, detail)
+    elif verdict is Verdict.NON_STRICT and not state.strict:
+        report.outcome = "passed"
+        report.longrepr = None
+        report.sections.append(("sockspec NON-STRICT", explanation))
+    elif verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT):
+        report.outcome = "failed"
+        report.longrepr = f"[{verdict.value}] {explanation}"
+
+
+def _judge(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport, ids: list[str], state: SockspecConfig
+) -> tuple[Verdict, str, str]:
+    specs = [requirements.get(i) for i in ids]
+    informational = item.get_closest_marker("informational") is not None
+    if call.excinfo is None:
+        if report.skipped:
+            return Verdict.UNSUPPORTED, _skip_reason(report), ""
+        if informational:
+            measured = item.stash.get(MEASUREMENTS, [])
+            text = "; ".join(f"{m.name} = {m.value:g} {m.unit}{f' ({m.note})' if m.note else ''}" for m in measured)
+            return Verdict.INFO, text, ""
+        return Verdict.PASS, "", ""
+    error = call.excinfo.value
+    violation = _find(error, Violation)
+    if violation is not None:
+        verdict = verdict_for_violation(ids)
+        return verdict, violation.summary, explain(violation, specs, _rerun(item, state), state.seed)
+    if report.skipped or _find(error, Unsupported) is not None:
+        reason = str(_find(error, Unsupported) or _skip_reason(report))
+        return Verdict.UNSUPPORTED, reason.removeprefix("UNSUPPORTED: "), ""
+    fault = _find(error, TARGET_FAULTS)
+    if fault is not None:
+        summary = _describe_fault(fault)
+        views = item.stash.get(TARGET_VIEWS, [])
+        transcript_lines: list[str] = []
+        for view in views:
+            for probe in view.probes:
+                transcript_lines += ["", *render_transcript(probe.wire.transcript)]
+        text = "\n".join(
+            [f"{s.id} ({s.level}) — {s.title}" for s in specs]
+            + [
+                "",
+                f"What went wrong: {summary}",
+                *transcript_lines,
+                "",
+                f"Re-run just this case: {_rerun(item, state)}",
+            ]
+        )
+        return verdict_for_violation(ids), summary, text
+    harness = _find(error, (HarnessError, TargetNotReady))
+    summary = str(harness) if harness is not None else f"{type(error).__name__}: {error}"
+    longrepr = str(report.longrepr) if report.longrepr is not None else ""
+    return Verdict.ERROR, summary, f"harness error (not the target's fault): {summary}\n\n{longrepr}"
+
+
+def _find(error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+    if isinstance(error, kinds):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _find(inner, kinds)
+            if found is not None:
+                return found
+    cause = error.__cause__ or error.__context__
+    return _find(cause, kinds) if cause is not None and cause is not error else None
+
+
+def _describe_fault(fault: BaseException) -> str:
+    if isinstance(fault, ConnectionRefusedError):
+        return "the target refused the connection (nothing listening, or the backlog overflowed)"
+    if isinstance(fault, ConnectionResetError):
+        return "the target reset the connection (RST)"
+    if isinstance(fault, BrokenPipeError):
+        return "the target closed the connection while the suite was still sending"
+    if isinstance(fault, (WireTimeout, TimeoutError)):
+        return "the target did not answer before the deadline"
+    return f"{type(fault).__name__}: {fault}"
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ").removeprefix("UNSUPPORTED: ")
+    return str(longrepr or "")
+
+
+def _rerun(item: pytest.Item, state: SockspecConfig) -> str:
+    return f"pytest {shlex.quote(item.nodeid)} {state.target_args} --seed {state.seed}".strip()
+
+
+# ---- results -----------------------------------------------------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == USER_PROPERTY:
+            _collected.append(CheckOutcome.from_json(json.loads(str(value))))
+
+
+_collected: list[CheckOutcome] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _collected.clear()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _collected or hasattr(session.config, "workerinput"):
+        return
+    state = _state(session.config)
+    descriptions = {name: spec.describe() for name, spec in state.specs.items()}
+    targets = aggregate(list(_collected), descriptions)
+    for target in targets:
+        target.declared = next((c.declared for c in _collected if c.target == target.name and c.declared), {})
+    session.config.stash[RESULTS] = targets
+    if session.config.getoption("sockspec_json"):
+        files.write_json(session.config.getoption("sockspec_json"), targets, state.strict, state.seed)
+    if session.config.getoption("sockspec_junit"):
+        files.write_junit(session.config.getoption("sockspec_junit"), targets, state.strict)
+    code = exit_code(targets, state.strict)
+    if int(exitstatus) in (0, 1):  # leave pytest's own problems (interrupted, usage) alone
+        session.exitstatus = code
+
+
+RESULTS = pytest.StashKey[list[Any]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    targets = config.stash.get(RESULTS, None)
+    if not targets:
+        return
+    color = terminalreporter._tw.hasmarkup
+    terminalreporter.write(terminal.render(targets, verbose=config.getoption("verbose") > 1, color=color))
+    state = _state(config)
+    terminalreporter.write_line(f"sockspec seed: {state.seed} (re-run with --seed {state.seed})")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.specs:
+        return None
+    return [f"sockspec targets: {', '.join(state.specs)}; seed {state.seed}" + (" (strict)" if state.strict else "")]

@@ -1,0 +1,237 @@
+"""How checks talk to a target: a Wire plus expectations that raise a
+Violation carrying everything needed to explain the failure."""
+
+from __future__ import annotations
+
+import select
+import struct
+import time
+from dataclasses import dataclass, field
+
+from .escape import escape
+from .wire import Ending, Transcript, Wire
+
+DEFAULT_TIMEOUT = 5.0
+
+
+class Violation(AssertionError):
+    """The target broke a requirement."""
+
+    def __init__(
+        self,
+        summary: str,
+        *,
+        expected: str | bytes | None = None,
+        actual: str | bytes | None = None,
+        transcripts: list[Transcript] | None = None,
+        ending: Ending | None = None,
+    ) -> None:
+        super().__init__(summary)
+        self.summary = summary
+        self.expected = expected
+        self.actual = actual
+        self.transcripts = transcripts or []
+        self.ending = ending
+
+
+class Unsupported(Exception):
+    """The target does not declare what this check needs."""
+
+
+class HarnessError(Exception):
+    """The suite could not do its part (set-up, environment): never the target's fault."""
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+@dataclass
+class Probe:
+    wire: Wire
+    label: str = "connection"
+    timeout: float = DEFAULT_TIMEOUT
+    framed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    # ---- sending -------------------------------------------------------------
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.wire.send(data, self.timeout)
+        except OSError as error:
+            raise self.violation(f"sending failed: {error}") from None
+
+    def send_frame(self, payload: bytes) -> None:
+        self.send(struct.pack(">I", len(payload)) + payload)
+
+    def send_slowly(self, data: bytes, pieces: list[int], gap: float = 0.005) -> None:
+        """Send ``data`` cut at ``pieces`` (lengths), pausing between them so
+        that each piece leaves as its own segment (TCP_NODELAY is on)."""
+        offset = 0
+        for size in [*pieces, len(data)]:
+            chunk = data[offset : offset + size] if size else b""
+            if chunk:
+                self.send(chunk)
+                offset += len(chunk)
+                self.quiet_for(gap)
+            if offset >= len(data):
+                break
+
+    def send_urgent(self, byte: bytes = b"!") -> None:
+        try:
+            self.wire.send_urgent(byte)
+        except OSError as error:
+            raise self.violation(f"sending the urgent byte failed: {error}") from None
+
+    def shutdown_write(self) -> None:
+        self.wire.shutdown_write()
+
+    # ---- receiving -----------------------------------------------------------
+
+    def line(self, what: str = "a response line", timeout: float | None = None) -> bytes:
+        line = self.wire.read_line(self.timeout if timeout is None else timeout)
+        if line is None:
+            raise self.violation(f"expected {what}, got {self._nothing()}", expected=what)
+        return line
+
+    def expect_line(self, expected: bytes, timeout: float | None = None, why: str = "") -> None:
+        got = self.wire.read_line(self.timeout if timeout is None else timeout)
+        if got != expected:
+            summary = f"expected the response {escape(expected)!s}"
+            if why:
+                summary += f" ({why})"
+            if got is None:
+                summary += f", got {self._nothing()}"
+            raise self.violation(summary, expected=expected, actual=got if got is not None else self.wire.pending())
+
+    def expect_lines(self, expected: list[bytes], timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        for index, want in enumerate(expected):
+            self.expect_line(
+                want, max(0.0, deadline - time.monotonic()), why=f"response {index + 1} of {len(expected)}"
+            )
+
+    def expect_prefix(self, prefix: bytes, timeout: float | None = None, why: str = "") -> bytes:
+        got = self.wire.read_line(self.timeout if timeout is None else timeout)
+        if got is None or not got.startswith(prefix) or not got.endswith(b"\r\n"):
+            summary = f"expected a line starting {escape(prefix)} and ending \\r\\n"
+            if why:
+                summary += f" ({why})"
+            if got is None:
+                summary += f", got {self._nothing()}"
+            raise self.violation(summary, expected=prefix, actual=got if got is not None else self.wire.pending())
+        return got
+
+    def frame(self, what: str = "a response frame", timeout: float | None = None) -> bytes:
+        got = self.wire.read_frame(self.timeout if timeout is None else timeout)
+        if got is None:
+            raise self.violation(f"expected {what}, got {self._nothing()}", expected=what, actual=self.wire.pending())
+        return got
+
+    def expect_frame(self, payload: bytes, timeout: float | None = None, why: str = "") -> None:
+        got = self.wire.read_frame(self.timeout if timeout is None else timeout)
+        if got != payload:
+            summary = f"expected a frame with payload {escape(payload)}"
+            if why:
+                summary += f" ({why})"
+            if got is None:
+                summary += f", got {self._nothing()}"
+            expected = struct.pack(">I", len(payload)) + payload
+            actual = (struct.pack(">I", len(got)) + got) if got is not None else self.wire.pending()
+            raise self.violation(summary, expected=expected, actual=actual)
+
+    def expect_reply(self, body: bytes, why: str = "", timeout: float | None = None) -> None:
+        """A response in the current mode: a line with CRLF, or a frame."""
+        if self.framed:
+            self.expect_frame(body, timeout, why)
+        else:
+            self.expect_line(body + b"\r\n", timeout, why)
+
+    def expect_error(self, code: str, why: str = "", timeout: float | None = None) -> bytes:
+        """``-ERR CODE`` (optionally followed by SP and text) in the current mode."""
+        prefix = b"-ERR " + code.encode()
+        if self.framed:
+            got = self.wire.read_frame(self.timeout if timeout is None else timeout)
+            ok = got is not None and (got == prefix or got.startswith(prefix + b" "))
+        else:
+            got = self.wire.read_line(self.timeout if timeout is None else timeout)
+            ok = got is not None and (
+                got == prefix + b"\r\n" or (got.startswith(prefix + b" ") and got.endswith(b"\r\n"))
+            )
+        if not ok:
+            summary = f"expected -ERR {code}"
+            if why:
+                summary += f" ({why})"
+            if got is None:
+                summary += f", got {self._nothing()}"
+            raise self.violation(summary, expected=prefix, actual=got if got is not None else self.wire.pending())
+        assert got is not None
+        return got
+
+    def expect_end(self, timeout: float | None = None, allow_reset: bool = False, why: str = "") -> Ending:
+        """Nothing more but the end of the connection: FIN (or RST if allowed)."""
+        ending = self.wire.wait_for_end(self.timeout if timeout is None else timeout)
+        extra = self.wire.pending()
+        allowed = (Ending.FIN, Ending.RST) if allow_reset else (Ending.FIN,)
+        if extra or ending not in allowed:
+            what = "a clean close (FIN)" if not allow_reset else "the connection to end"
+            summary = f"expected {what}{f' ({why})' if why else ''}, but "
+            summary += f"received {escape(extra)!r} first" if extra else f"got {ending.value}"
+            raise self.violation(summary, expected=what, actual=extra or ending.value, ending=ending)
+        return ending
+
+    def quiet_for(self, seconds: float) -> None:
+        """Wait ``seconds`` on the connection, noting (not consuming) anything that arrives."""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()
+        poller.register(self.wire.sock.fileno(), select.POLLIN)
+        while (left := deadline - time.monotonic()) > 0:
+            if poller.poll(left * 1000):
+                return
+
+    def expect_silence(self, seconds: float, why: str = "") -> None:
+        """Nothing at all arrives for ``seconds`` (and the connection stays open)."""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()
+        poller.register(self.wire.sock.fileno(), select.POLLIN)
+        left = seconds
+        while left > 0:
+            if poller.poll(left * 1000):
+                self.wire.read_exactly(1 << 16, timeout=0.05)
+                got = self.wire.pending() or self.wire.ending.value
+                raise self.violation(
+                    f"expected nothing for {seconds:.2f} s{f' ({why})' if why else ''}, but got "
+                    f"{escape(got) if isinstance(got, bytes) else got} after "
+                    f"{seconds - (deadline - time.monotonic()):.3f} s",
+                    expected="silence",
+                    actual=got,
+                )
+            left = deadline - time.monotonic()
+
+    # ---- failing -------------------------------------------------------------
+
+    def violation(self, summary: str, **details: object) -> Violation:
+        details.setdefault("ending", self.wire.ending)
+        return Violation(summary, transcripts=[self.wire.transcript], **details)  # type: ignore[arg-type]
+
+    def _nothing(self) -> str:
+        pending = self.wire.pending()
+        if self.wire.ending is not Ending.OPEN:
+            return f"{self.wire.ending.value}" + (f" after {escape(pending)}" if pending else "")
+        if pending:
+            return f"only {escape(pending)} (incomplete) before the deadline"
+        return "nothing before the deadline"
+
+    def close(self) -> None:
+        self.wire.close()
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Turning check outcomes into verdicts per requirement, and into files."""

@@ -1,0 +1,70 @@
+"""The text shown for a failing check: what the requirement says, what was
+expected and what happened, the bytes on the wire, how the connection ended,
+and how to run just this case again."""
+
+from __future__ import annotations
+
+import textwrap
+
+from ..escape import escape, first_difference, with_caret
+from ..probe import Violation
+from ..requirements import Requirement
+from ..wire import Ending, Transcript
+
+
+def explain(
+    violation: Violation,
+    requirements: list[Requirement],
+    rerun: str,
+    seed: int | None,
+) -> str:
+    out: list[str] = []
+    for requirement in requirements:
+        out.append(f"{requirement.id} ({requirement.level}) — {requirement.title}")
+        if requirement.text:
+            out.append(textwrap.indent(textwrap.shorten(requirement.text, 600, placeholder=" …"), "  "))
+    out.append("")
+    out.append(f"What went wrong: {violation.summary}")
+    if violation.expected is not None or violation.actual is not None:
+        out.extend(_expected_vs_actual(violation.expected, violation.actual))
+    if violation.ending is not None and violation.ending is not Ending.OPEN:
+        out.append(f"The connection ended with: {violation.ending.value}")
+    for transcript in violation.transcripts:
+        out.append("")
+        out.extend(render_transcript(transcript))
+    out.append("")
+    out.append(f"Re-run just this case: {rerun}")
+    if seed is not None:
+        out.append(f"Seed (Hypothesis and the suite's choices): {seed}")
+    return "\n".join(out)
+
+
+def _expected_vs_actual(expected: object, actual: object) -> list[str]:
+    lines = []
+    if isinstance(expected, bytes) and isinstance(actual, bytes):
+        lines.append(f"  expected: {escape(expected)}")
+        index = first_difference(expected, actual)
+        if index is None:
+            lines.append(f"  actual:   {escape(actual)}")
+        else:
+            caret = with_caret(actual, index, indent="            ").split("\n")
+            lines.append("  actual:   " + caret[0].lstrip())
+            lines.append(caret[1] + f" first unexpected byte (offset {index})")
+        return lines
+    if expected is not None:
+        lines.append(f"  expected: {escape(expected) if isinstance(expected, bytes) else expected}")
+    if actual is not None:
+        lines.append(f"  actual:   {escape(actual) if isinstance(actual, bytes) else actual}")
+    return lines
+
+
+def render_transcript(transcript: Transcript, limit: int = 60) -> list[str]:
+    lines = ["Wire transcript (seconds since connect):"]
+    records = transcript.records
+    shown = records if len(records) <= limit else records[: limit // 2] + records[-limit // 2 :]
+    for index, record in enumerate(shown):
+        if len(records) > limit and index == limit // 2:
+            lines.append(f"  … {len(records) - limit} records omitted …")
+        text = escape(record.data) if record.direction != "--" else record.data.decode("utf-8", "replace")
+        lines.append(f"  {record.at:8.3f}  {record.direction:<9} {text}")
+    return lines

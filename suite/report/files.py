@@ -1,0 +1,83 @@
+"""The JSON and JUnit reports. The JSON schema is documented in the README."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from ..verdicts import Verdict
+from .results import TargetResult, exit_code
+
+SCHEMA_VERSION = 1
+
+
+def to_json(targets: list[TargetResult], strict: bool, seed: int | None) -> dict[str, Any]:
+    totals = {v.value: 0 for v in Verdict}
+    for target in targets:
+        for verdict, count in target.counts().items():
+            totals[verdict] += count
+    return {
+        "schema": SCHEMA_VERSION,
+        "targets": [
+            {
+                "name": t.name,
+                "target": t.description,
+                "declared": t.declared,
+                "conformance": t.conformance(),
+                "counts": t.counts(),
+                "results": [r.to_json() for r in t.results],
+                "measurements": t.measurements,
+            }
+            for t in targets
+        ],
+        "summary": {
+            "targets": len(targets),
+            "requirements": sum(len(t.results) for t in targets),
+            "verdicts": totals,
+            "strict": strict,
+            "seed": seed,
+            "exit_code": exit_code(targets, strict),
+        },
+    }
+
+
+def write_json(path: str, targets: list[TargetResult], strict: bool, seed: int | None) -> None:
+    Path(path).write_text(json.dumps(to_json(targets, strict, seed), indent=2) + "\n", encoding="utf-8")
+
+
+def write_junit(path: str, targets: list[TargetResult], strict: bool) -> None:
+    """One <testsuite> per target, one <testcase> per requirement. A broken
+    requirement is a <failure>; only a harness problem is an <error>."""
+    root = ET.Element("testsuites", name="sockspec")
+    for target in targets:
+        counts = target.counts()
+        failures = sum(
+            1 for r in target.results if r.verdict is Verdict.FAIL or (strict and r.verdict is Verdict.NON_STRICT)
+        )
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=target.name,
+            tests=str(len(target.results)),
+            failures=str(failures),
+            errors=str(counts["ERROR"]),
+            skipped=str(counts["UNSUPPORTED"]),
+        )
+        for result in target.results:
+            case = ET.SubElement(
+                suite, "testcase", classname=f"sockspec.{target.name}", name=f"{result.id} {result.title}"
+            )
+            text = "\n\n".join(c.explanation or c.detail for c in result.checks if c.verdict is result.verdict)
+            if result.verdict is Verdict.FAIL or (strict and result.verdict is Verdict.NON_STRICT):
+                ET.SubElement(case, "failure", message=f"{result.level} broken: {result.detail}"[:500]).text = text
+            elif result.verdict is Verdict.ERROR:
+                ET.SubElement(case, "error", message=f"harness error: {result.detail}"[:500]).text = text
+            elif result.verdict is Verdict.UNSUPPORTED:
+                ET.SubElement(case, "skipped", message=result.detail[:500] or "unsupported")
+            elif result.verdict is Verdict.NON_STRICT:
+                ET.SubElement(case, "system-out").text = f"NON-STRICT (a SHOULD is broken): {text}"
+            elif result.detail:
+                ET.SubElement(case, "system-out").text = f"{result.verdict.value}: {result.detail}"
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
