@@ -4,6 +4,8 @@
   ``python -m reference_servers ARCH``).
 - ``sockspec ping --reference all``: start reference servers locally and
   report whether each answers.
+- ``sockspec run TARGET [options]``: the conformance suite (a thin layer over
+  ``pytest suite/checks`` with the sockspec plugin).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
 
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
@@ -18,6 +23,7 @@ from reference_servers.cli import main as serve
 from . import ping
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CHECKS = Path(__file__).resolve().parent / "checks"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +56,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each server (default 10)")
     p.set_defaults(run=ping.run)
+
+    r = commands.add_parser("run", help="run the conformance suite against a target")
+    targets = r.add_argument_group("targets (at least one)")
+    targets.add_argument("--reference", metavar="ARCH|all", help="our reference servers")
+    targets.add_argument(
+        "--cmd", action="append", default=[], metavar="TEMPLATE", help="a command that starts a server"
+    )
+    targets.add_argument(
+        "--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server"
+    )
+    r.add_argument("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
+    r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
+    r.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    r.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per requirement")
+    r.add_argument("--only", metavar="PATTERN", help="requirement IDs, e.g. CH-FRAME-3 or 'CH-TLS-*,CH-LIFE-*'")
+    r.add_argument("--seed", type=int, help="reproduce a run")
+    r.add_argument("--ca", metavar="FILE", help="CA that signed an --address target's certificate")
+    r.add_argument("--tls-hostname", metavar="NAME", help="name to verify on --address targets (default localhost)")
+    r.add_argument("--check-timeout", type=float, metavar="SECONDS", help="deadline for each socket operation")
+    r.add_argument("-n", dest="workers", metavar="N", help="parallel workers (pytest-xdist), or auto")
+    r.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by name (pytest -k)")
+    r.add_argument("-v", dest="verbose", action="count", default=0, help="more detail (repeat for more)")
+    r.add_argument("-x", dest="exitfirst", action="store_true", help="stop at the first failing check")
+    r.set_defaults(run=run_suite)
     return parser
+
+
+def run_suite(options: argparse.Namespace) -> int:
+    if not (options.reference or options.cmd or options.address):
+        print(
+            "sockspec run: no target; give --reference ARCH|all, --cmd TEMPLATE or --address HOST:PORT", file=sys.stderr
+        )
+        return EXIT_USAGE
+    args = [str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly"]
+    if options.reference:
+        args += ["--reference", options.reference]
+    for flag in ("cmd", "address", "declare"):
+        for value in getattr(options, flag):
+            args += [f"--{flag}", value]
+    for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout"):
+        value = getattr(options, flag)
+        if value is not None:
+            args += [f"--{flag.replace('_', '-')}", str(value)]
+    if options.strict:
+        args.append("--sockspec-strict")
+    if options.workers:
+        args += ["-n", options.workers]
+    if options.keyword:
+        args += ["-k", options.keyword]
+    if options.exitfirst:
+        args.append("-x")
+    args += ["-v"] * options.verbose or ["-q"]
+    code = int(pytest.main(args))
+    # pytest's own codes for usage problems, internal errors and empty
+    # selections all mean the suite could not judge: the contract says 2.
+    return code if code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE) else EXIT_USAGE
 
 
 if __name__ == "__main__":

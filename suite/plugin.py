@@ -131,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # pytest would say 4; the suite's contract is 2 for usage errors.
         pytest.exit(f"sockspec: {error}", returncode=2)
     config.stash[STATE] = state
+    config.pluginmanager.register(ResultCollector(config), "sockspec-results")
     if config.getoption("hypothesis_seed", None) is None and hasattr(config.option, "hypothesis_seed"):
         config.option.hypothesis_seed = state.seed
 
@@ -394,36 +395,37 @@ def _rerun(item: pytest.Item, state: SockspecConfig) -> str:
 # ---- results -----------------------------------------------------------------
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    for name, value in report.user_properties:
-        if name == USER_PROPERTY:
-            _collected.append(CheckOutcome.from_json(json.loads(str(value))))
+class ResultCollector:
+    """Gathers every check's outcome (on the xdist controller too, where the
+    workers' reports arrive) and turns them into reports and the exit code.
+    One per pytest session: nested runs (pytester) never mix their results."""
 
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.outcomes: list[CheckOutcome] = []
 
-_collected: list[CheckOutcome] = []
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == USER_PROPERTY:
+                self.outcomes.append(CheckOutcome.from_json(json.loads(str(value))))
 
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    _collected.clear()
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if not _collected or hasattr(session.config, "workerinput"):
-        return
-    state = _state(session.config)
-    descriptions = {name: spec.describe() for name, spec in state.specs.items()}
-    targets = aggregate(list(_collected), descriptions)
-    for target in targets:
-        target.declared = next((c.declared for c in _collected if c.target == target.name and c.declared), {})
-    session.config.stash[RESULTS] = targets
-    if session.config.getoption("sockspec_json"):
-        files.write_json(session.config.getoption("sockspec_json"), targets, state.strict, state.seed)
-    if session.config.getoption("sockspec_junit"):
-        files.write_junit(session.config.getoption("sockspec_junit"), targets, state.strict)
-    code = exit_code(targets, state.strict)
-    if int(exitstatus) in (0, 1):  # leave pytest's own problems (interrupted, usage) alone
-        session.exitstatus = code
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = self.config
+        if not self.outcomes or hasattr(config, "workerinput"):
+            return
+        state = _state(config)
+        descriptions = {name: spec.describe() for name, spec in state.specs.items()}
+        targets = aggregate(self.outcomes, descriptions)
+        for target in targets:
+            target.declared = next((c.declared for c in self.outcomes if c.target == target.name and c.declared), {})
+        config.stash[RESULTS] = targets
+        if config.getoption("sockspec_json"):
+            files.write_json(config.getoption("sockspec_json"), targets, state.strict, state.seed)
+        if config.getoption("sockspec_junit"):
+            files.write_junit(config.getoption("sockspec_junit"), targets, state.strict)
+        if int(exitstatus) in (0, 1):  # leave pytest's own problems (interrupted, usage) alone
+            session.exitstatus = exit_code(targets, state.strict)
 
 
 RESULTS = pytest.StashKey[list[Any]]()
