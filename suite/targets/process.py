@@ -1,8 +1,8 @@
 """A server the suite starts itself: own process group, READY line or port,
 always reaped.
 
-The child's environment is passed through untouched: adding
-PYTHONUNBUFFERED (or the like) would hide a READY line that is never flushed.
+The child's environment is the suite's own, minus PYTHONUNBUFFERED: an
+unbuffered stdout would hide a READY line that is never flushed.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             start_new_session=True,  # its own process group, so the whole tree can be reaped
+            env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
         )
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
