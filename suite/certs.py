@@ -20,9 +20,16 @@ class CertificateFiles:
     key: Path  # the server's key, PEM, unencrypted
     ca_object: trustme.CA
 
-    def client_context(self) -> ssl.SSLContext:
-        """A client context that trusts the test CA and checks host names."""
+    def client_context(
+        self,
+        minimum: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+        maximum: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED,
+    ) -> ssl.SSLContext:
+        """A client context that trusts the test CA, checks host names, and
+        offers the versions from ``minimum`` to ``maximum``."""
         context = ssl.create_default_context(cafile=str(self.ca))
+        context.minimum_version = minimum
+        context.maximum_version = maximum
         return context
 
 

@@ -81,8 +81,11 @@ class ServerConnection:
             self._eof = True
 
     def receive_urgent(self, now: float) -> None:
-        """An urgent byte arrived: it aborts a SLEEP in progress, and does nothing else."""
-        if self._sleep_until is not None and not self._finished:
+        """An urgent byte arrived: it aborts a SLEEP in progress, and does nothing else.
+
+        A SLEEP whose time is up is no longer in progress, even if its +OK
+        has not been collected yet."""
+        if self._sleep_until is not None and now < self._sleep_until and not self._finished:
             self._sleep_until = None
             self._events.append(self._reply(ABORTED, now))
 
@@ -100,7 +103,10 @@ class ServerConnection:
     @property
     def wants_input(self) -> bool:
         """False while a SLEEP holds the connection, or once it is finishing."""
-        return not (self._finished or self._eof or self._sleep_until is not None)
+        if self._finished or self._eof or self._sleep_until is not None:
+            return False
+        # Between STARTTLS's +OK and the handshake, plaintext must not be read as requests.
+        return not any(isinstance(event, StartTLS) for event in self._events)
 
     @property
     def framed(self) -> bool:
@@ -150,6 +156,9 @@ class ServerConnection:
             del self._buffer[:used]
             if payload or self._framed:
                 self._execute(payload, now)
+                if self._sleep_until is not None and now >= self._sleep_until:  # SLEEP 0
+                    self._sleep_until = None
+                    self._events.append(self._reply(b"+OK", now))
                 return
             # An empty line is no request: it neither answers nor resets the timer.
         if self._eof:
