@@ -46,18 +46,19 @@ REFERENCE_MAX_CONNECTIONS = 32
 REFERENCE_WORKERS = 8  # preforking and thread-pool
 
 
-def reference_spec(arch: str) -> TargetSpec:
-    python = shlex.quote(sys.executable)
+def reference_template(arch: str, program: str | None = None) -> str:
+    """The --cmd template for a reference server (or for ``program``, which
+    takes the same flags, such as a mutant of one)."""
+    program = program or f"{shlex.quote(sys.executable)} -m reference_servers {arch}"
     sizing = f"--max-connections {REFERENCE_MAX_CONNECTIONS}"
     if arch in ("preforking", "thread-pool"):
         sizing = f"--concurrency {REFERENCE_WORKERS}"
-    return TargetSpec(
-        name=arch,
-        template=(
-            f"{python} -m reference_servers {arch} --port {{port}} --tls-port {{tls_port}}"
-            " --cert {cert} --key {key} --idle-timeout {idle} " + sizing
-        ),
-    )
+    flags = "--port {port} --tls-port {tls_port} --cert {cert} --key {key} --idle-timeout {idle}"
+    return f"{program} {flags} {sizing}"
+
+
+def reference_spec(arch: str) -> TargetSpec:
+    return TargetSpec(name=arch, template=reference_template(arch))
 
 
 def parse_address(text: str) -> Endpoint:
