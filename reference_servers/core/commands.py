@@ -60,8 +60,7 @@ def parse_request(payload: bytes) -> Request:
     name = word.upper()
     shape = COMMANDS.get(name)
     if shape is None:
-        shown = word[:32].decode("ascii", "backslashreplace")
-        raise CommandError("UNKNOWN", f"unknown command '{shown}'")
+        raise CommandError("UNKNOWN", f"unknown command '{_printable(word[:32])}'")
     command = name.decode("ascii")
     if shape == "":
         if has_args:
@@ -84,6 +83,11 @@ def parse_request(payload: bytes) -> Request:
             raise CommandError("SYNTAX", "SLEEP takes milliseconds as digits")
         return Request(command, (args[0],))
     return Request(command, (_checked_key(args[0]),))
+
+
+def _printable(data: bytes) -> str:
+    # Error texts travel back to terminals: no control bytes, no LF, no escapes.
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in data)
 
 
 def _checked_key(key: bytes) -> bytes:
