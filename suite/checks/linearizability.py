@@ -36,10 +36,8 @@ class Operation:
 
     def describe(self, origin: float) -> str:
         request = self.command.decode() + (f" {self.value.decode('latin-1')}" if self.value is not None else "")
-        return (
-            f"connection {self.client}: [{(self.call - origin) * 1000:8.2f} ms .. {(self.ret - origin) * 1000:8.2f} ms]"
-            f"  {request:<14} -> {self.reply!r}"
-        )
+        call, ret = (self.call - origin) * 1000, (self.ret - origin) * 1000
+        return f"connection {self.client + 1}: [{call:8.2f} ms .. {ret:8.2f} ms]  {request:<14} -> {self.reply!r}"
 
 
 def register_step(state: State, command: bytes, value: bytes | None) -> tuple[State, bytes]:

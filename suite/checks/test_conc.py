@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import select
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import psutil
 
 from suite.api import Unsupported, Violation, fresh_key, not_applicable, requirement
 from suite.escape import escape
@@ -28,6 +31,8 @@ BUSY = b"-ERR BUSY"
 # the slots therefore retries a BUSY for this long before calling it a refusal.
 BUSY_GRACE = 2.0
 
+FreshTarget = Callable[..., contextlib.AbstractContextManager[Target]]
+
 
 # ---- helpers shared by the CONC, LIMIT and STORE checks -------------------------------------
 
@@ -41,12 +46,14 @@ def send_quietly(probe: Probe, data: bytes) -> bool:
     return True
 
 
-def connect_served(target: Target, label: str, grace: float = BUSY_GRACE, exclusive: bool = True) -> Probe:
+def connect_served(target: Target, label: str, grace: float = BUSY_GRACE, judge: bool = True) -> Probe:
     """A connection the server is serving right now: its PING was answered.
 
-    ``exclusive`` says the suite has the instance to itself, so a refusal
-    after the grace period is the target's fault; on a shared --address
-    target it only means others hold the slots, and the check cannot judge."""
+    ``judge`` says that the check is about serving connections within the
+    declared limits, on an instance the suite has to itself: then a
+    connection that is not served is the target's failure. Otherwise (a
+    store check, or a shared --address server that others may be filling)
+    the check cannot be done, and says so."""
     deadline = time.monotonic() + grace
     while True:
         probe = target.connect(label)
@@ -59,24 +66,28 @@ def connect_served(target: Target, label: str, grace: float = BUSY_GRACE, exclus
             probe.wire.wait_for_end(1.0)  # its slot is not ours; let the refusal finish first
             probe.close()
             continue
-        if busy and not exclusive:
-            raise Unsupported(f"{label} was refused with BUSY: other clients hold the slots of this shared server")
+        got = escape(line) if line is not None else no_line(probe)
+        if not judge:
+            raise Unsupported(
+                f"{label} was not served (PING got {got}), so this check cannot run; "
+                "whether the server serves the connections it declares is judged by CH-CONC-1, CH-LIMIT-1 "
+                "and CH-LIMIT-4"
+            )
         raise probe.violation(
-            f"{label} (within the declared limits) was not served: expected +PONG to a PING, got "
-            + (escape(line) if line is not None else probe._nothing()),
+            f"{label} (within the declared limits) was not served: expected +PONG to a PING, got {got}",
             expected=b"+PONG\r\n",
             actual=line if line is not None else probe.wire.pending(),
         )
 
 
-def open_served(target: Target, count: int, label: str = "connection", exclusive: bool = True) -> list[Probe]:
+def open_served(target: Target, count: int, label: str = "connection", judge: bool = True) -> list[Probe]:
     """``count`` connections opened one after another, each confirmed served
     before the next is opened (so the listen backlog cannot fake them)."""
-    return [connect_served(target, f"{label} {n + 1} of {count}", exclusive=exclusive) for n in range(count)]
+    return [connect_served(target, f"{label} {n + 1} of {count}", judge=judge) for n in range(count)]
 
 
 @contextlib.contextmanager
-def own_instance(target: Target, fresh_target: Callable[..., contextlib.AbstractContextManager[Target]], why: str) -> Iterator[Target]:
+def own_instance(target: Target, fresh_target: FreshTarget, why: str) -> Iterator[Target]:
     """A fresh instance when the suite can start one; else (--address) the shared one."""
     if not target.owned:
         yield target
@@ -129,12 +140,20 @@ def gather_lines(probes: list[Probe], deadline: float, close_when_answered: bool
     return arrivals
 
 
-def describe(arrival: Arrival, since: float) -> str:
+def describe(arrival: Arrival, since: float, until: float) -> str:
     if arrival.line is not None and arrival.at is not None:
         return f"{escape(arrival.line)} after {(arrival.at - since) * 1000:.0f} ms"
     if arrival.ending is not Ending.OPEN:
         return arrival.ending.value
-    return "nothing yet"
+    return f"no reply within {(until - since) * 1000:.0f} ms"
+
+
+def no_line(probe: Probe) -> str:
+    """What came instead of a line."""
+    pending = probe.wire.pending()
+    if probe.wire.ending is not Ending.OPEN:
+        return probe.wire.ending.value + (f" after {escape(pending)}" if pending else "")
+    return f"only {escape(pending)} (incomplete)" if pending else "nothing before the deadline"
 
 
 # ---- CH-CONC-1 ----------------------------------------------------------------------------
@@ -148,7 +167,7 @@ CONC1_MARGIN = 0.2
 
 @requirement("CH-CONC-1")
 def test_declared_concurrency_runs_in_parallel(
-    target: Target, fresh_target: Callable[..., contextlib.AbstractContextManager[Target]], measure: Callable[..., None]
+    target: Target, fresh_target: FreshTarget, measure: Callable[..., None]
 ) -> None:
     with own_instance(target, fresh_target, why="it occupies every connection slot") as t:
         concurrency = t.declared.number("concurrency")
@@ -160,7 +179,7 @@ def test_declared_concurrency_runs_in_parallel(
                 expected=f"concurrency <= {max_connections}",
                 actual=f"concurrency={concurrency}",
             )
-        probes = open_served(t, concurrency, exclusive=t.owned)
+        probes = open_served(t, concurrency, judge=t is not target)
         sent: list[float] = [0.0] * len(probes)
         # Reverse order of opening: a server that only serves the first
         # connections it accepted (the rest waiting in the backlog) cannot pass.
@@ -168,7 +187,8 @@ def test_declared_concurrency_runs_in_parallel(
             sent[index] = time.monotonic()
             probes[index].send(b"SLEEP %d\r\n" % SLEEP_MS)
         bound = 1.5 * T + CONC1_MARGIN
-        arrivals = gather_lines(probes, time.monotonic() + bound + 2.0)
+        until = time.monotonic() + bound + 2.0
+        arrivals = gather_lines(probes, until)
         latencies = [(a.at - s) if a.at is not None else float("inf") for a, s in zip(arrivals, sent, strict=True)]
         finite = [x for x in latencies if x != float("inf")]
         if finite:
@@ -181,7 +201,7 @@ def test_declared_concurrency_runs_in_parallel(
                 f"{len(wrong) + len(late)} of {len(probes)} connections (concurrency={concurrency}) did not get "
                 f"+OK within 1.5 x {SLEEP_MS} ms (+{CONC1_MARGIN * 1000:.0f} ms margin) of sending SLEEP {SLEEP_MS}",
                 expected=f"+OK within {bound * 1000:.0f} ms on every one of the {len(probes)} connections",
-                actual="; ".join(f"{probes[i].label}: {describe(arrivals[i], sent[i])}" for i in bad),
+                actual="; ".join(f"{probes[i].label}: {describe(arrivals[i], sent[i], until)}" for i in bad),
                 transcripts=[probes[i].wire.transcript for i in bad],
             )
 
@@ -194,12 +214,12 @@ CONC2_TOLERANCE = 0.03
 
 @requirement("CH-CONC-2")
 def test_no_more_than_the_declared_concurrency_runs_at_once(
-    target: Target, fresh_target: Callable[..., contextlib.AbstractContextManager[Target]], measure: Callable[..., None]
+    target: Target, fresh_target: FreshTarget, measure: Callable[..., None]
 ) -> None:
     with own_instance(target, fresh_target, why="it occupies every connection slot and one more") as t:
         concurrency = t.declared.number("concurrency")
         max_connections = t.declared.number("max_connections")
-        served = open_served(t, min(concurrency, max_connections), exclusive=t.owned)
+        served = open_served(t, min(concurrency, max_connections), judge=False)
         # The extra connections are not confirmed: a queue server leaves them
         # waiting, a busy one refuses them, and either is fine here.
         extra = [t.connect(f"extra connection {n + 1}") for n in range(concurrency + 1 - len(served))]
@@ -222,7 +242,9 @@ def test_no_more_than_the_declared_concurrency_runs_at_once(
                 f"all {len(probes)} SLEEP {SLEEP_MS} requests sent at once on different connections were answered "
                 f"within 2 x {SLEEP_MS} ms: more than concurrency={concurrency} ran at once",
                 expected=f"at least one +OK no earlier than {2 * SLEEP_MS} ms, or -ERR BUSY",
-                actual="; ".join(f"{p.label}: {describe(a, first)}" for p, a in zip(probes, arrivals, strict=True)[:6]),
+                actual="; ".join(
+                    f"{p.label}: {describe(a, first, cutoff)}" for p, a in zip(probes[:6], arrivals, strict=False)
+                ),
                 transcripts=[p.wire.transcript for p in probes[:4]],
             )
 
@@ -247,13 +269,14 @@ def test_a_request_waits_for_the_sleep_before_it(target: Target) -> None:
     concurrency = target.declared.number("concurrency")
     max_connections = target.declared.number("max_connections")
     if max_connections < 2 or concurrency < 2:
-        not_applicable(
-            f"needs two connections served at once (max_connections={max_connections}, concurrency={concurrency})"
-        )
+        # The spec's example needs two connections served at once; with one at
+        # a time only the pipelined form above can show the order.
+        return
     key = fresh_key("conc3")
-    with connect_served(target, "sleeping connection", exclusive=False) as a, connect_served(
-        target, "reading connection", exclusive=False
-    ) as b:
+    with (
+        connect_served(target, "sleeping connection", judge=False) as a,
+        connect_served(target, "reading connection", judge=False) as b,
+    ):
         a.send(b"SET " + key + b" 41\r\n")
         a.expect_line(b"+OK\r\n")
         start = time.monotonic()
@@ -262,20 +285,19 @@ def test_a_request_waits_for_the_sleep_before_it(target: Target) -> None:
         b.send(b"GET " + key + b"\r\n")
         got = b.line("the reply to GET")
         answered = time.monotonic() - start
-        if got != b"$41\r\n" and answered < T:
+        # Only the INCR's effect, seen before the SLEEP could have ended, shows
+        # the order broken (any other wrong value is a matter for CH-STORE).
+        if got == b"$42\r\n" and answered < T:
             raise Violation(
                 f"a GET sent {T / 2 * 1000:.0f} ms after SLEEP {SLEEP_MS} and INCR were pipelined on another "
-                f"connection (answered after {answered * 1000:.0f} ms) saw the INCR already done",
+                f"connection, and answered after {answered * 1000:.0f} ms (before the SLEEP could end), "
+                "already saw the INCR's result: the INCR did not wait for the SLEEP",
                 expected=b"$41\r\n",
                 actual=got,
                 transcripts=[a.wire.transcript, b.wire.transcript],
             )
         a.expect_line(b"+OK\r\n", timeout=3, why="the SLEEP")
         a.expect_line(b":42\r\n", why="the INCR after the SLEEP")
-        if got != b"$41\r\n":
-            # Answered too late to tell: the GET itself was slow. Judge only what is certain.
-            b.send(b"GET " + key + b"\r\n")
-            b.expect_line(b"$42\r\n")
 
 
 # ---- CH-CONC-4 ----------------------------------------------------------------------------
@@ -283,12 +305,48 @@ def test_a_request_waits_for_the_sleep_before_it(target: Target) -> None:
 BOUND_SLACK = 16
 
 
+class Flood:
+    """Many non-blocking connections: each sends SLEEP once connected, and
+    whatever comes back (replies, BUSY lines, closes) is read and dropped.
+    A connection that never completes is not judged here (CH-LIMIT-6)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.family, self.kind, self.proto, _, self.address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        self.poller = select.poll()
+        self.sockets: dict[int, socket.socket] = {}
+        self.sent: set[int] = set()
+
+    def open(self) -> None:
+        sock = socket.socket(self.family, self.kind, self.proto)
+        sock.setblocking(False)
+        sock.connect_ex(self.address)
+        self.sockets[sock.fileno()] = sock
+        self.poller.register(sock, select.POLLOUT | select.POLLIN)
+
+    def pump(self, seconds: float) -> None:
+        for fd, events in self.poller.poll(seconds * 1000):
+            sock = self.sockets[fd]
+            try:
+                if events & select.POLLOUT and fd not in self.sent:
+                    self.sent.add(fd)
+                    sock.send(b"SLEEP %d\r\n" % SLEEP_MS)
+                    self.poller.modify(fd, select.POLLIN)
+                elif events & (select.POLLIN | select.POLLHUP | select.POLLERR) and sock.recv(65536):
+                    continue
+                else:
+                    self.poller.unregister(fd)  # ended (or failed): nothing more to do
+            except OSError:
+                self.poller.unregister(fd)
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+
+
 @requirement("CH-CONC-4")
 def test_processes_and_threads_stay_bounded_under_a_flood(
-    target: Target, fresh_target: Callable[..., contextlib.AbstractContextManager[Target]], measure: Callable[..., None]
+    target: Target, fresh_target: FreshTarget, measure: Callable[..., None]
 ) -> None:
-    import psutil
-
     if not target.owned:
         not_applicable("needs the server's process (the suite must start it: --cmd or --reference)")
     with fresh_target(why="it floods the server with connections") as t:
@@ -314,31 +372,22 @@ def test_processes_and_threads_stay_bounded_under_a_flood(
             if counts and max(counts)[0] > peak_threads:
                 peak_threads, worst = max(counts)[0], f"pid {max(counts)[1]}"
 
-        flood: list[Probe] = []
-        hold_until = None
-        for n in range(3 * max_connections):
-            probe = t.connect(f"flood connection {n + 1}")
-            flood.append(probe)
-            send_quietly(probe, b"SLEEP %d\r\n" % SLEEP_MS)
-            if n % 8 == 0:
+        flood = Flood(t.endpoint.host, t.endpoint.port)
+        try:
+            for n in range(3 * max_connections):
+                flood.open()
+                flood.pump(0)
+                if n % 8 == 0:
+                    sample()
+            hold_until = time.monotonic() + 1.0  # keep them all open about 1 s
+            while (left := hold_until - time.monotonic()) > 0:
                 sample()
-        hold_until = time.monotonic() + 1.0
-        poller = select.poll()
-        for probe in flood:
-            poller.register(probe.wire.sock.fileno(), select.POLLIN)
-        by_fd = {probe.wire.sock.fileno(): probe for probe in flood}
-        while (left := hold_until - time.monotonic()) > 0:
+                flood.pump(min(left, 0.05))
             sample()
-            for fd, _ in poller.poll(min(left, 0.05) * 1000):
-                probe = by_fd[fd]
-                probe.wire.read_exactly(1 << 16, timeout=0.01)  # replies and BUSY lines: not judged here
-                if probe.wire.ending is not Ending.OPEN:
-                    poller.unregister(fd)
-        sample()
+        finally:
+            flood.close()
         measure("peak processes in the server's tree", peak_processes, "processes", note=f"bound {limit}")
         measure("peak threads in one process", peak_threads, "threads", note=f"bound {limit}; {worst}")
-        for probe in flood:
-            probe.close()
         problems = []
         if peak_processes > limit:
             problems.append(f"{peak_processes} processes")
@@ -346,7 +395,7 @@ def test_processes_and_threads_stay_bounded_under_a_flood(
             problems.append(f"{peak_threads} threads in one process ({worst})")
         if problems:
             raise Violation(
-                f"flooded with {len(flood)} connections (3 x max_connections={max_connections}), the server's "
+                f"flooded with {len(flood.sockets)} connections (3 x max_connections={max_connections}), the server's "
                 f"process tree reached {' and '.join(problems)}",
                 expected=f"at most {limit} processes, and at most {limit} threads in any one process",
                 actual=f"{peak_processes} processes, at most {peak_threads} threads in one process",

@@ -157,8 +157,11 @@ class TargetPool:
     def _with_info(self, target: Target) -> Target:
         try:
             with Wire.connect(target.endpoint.host, target.endpoint.port, timeout=self.timeout) as wire:
-                wire.send(b"INFO\r\n", self.timeout)
+                # QUIT, and wait for the server's close, so that this connection
+                # no longer counts against the limit when the checks begin.
+                wire.send(b"INFO\r\nQUIT\r\n", self.timeout)
                 line = wire.read_line(self.timeout) or b""
+                wire.wait_for_end(self.timeout)
         except (OSError, WireTimeout) as error:
             raise HarnessError(f"{target.name}: cannot connect to {target.endpoint}: {error}") from None
         value = line[1:].rstrip(b"\r\n") if line.startswith(b"$") else b""
