@@ -10,6 +10,7 @@ import time
 from .runtime.blocking import accept_and_serve
 from .runtime.children import EXIT_DEADLINE
 from .runtime.context import Context
+from .runtime.listeners import close_listeners
 from .runtime.settings import Settings
 from .runtime.stop import wait_for
 
@@ -32,6 +33,7 @@ def serve(context: Context) -> None:
     for thread in pool:
         thread.start()
     wait_for(context.stop)  # signals reach only the main thread
+    close_listeners(context.listeners)
     deadline = (context.stop.requested_at or time.monotonic()) + EXIT_DEADLINE
     for thread in pool:
         thread.join(max(0.0, deadline - time.monotonic()))

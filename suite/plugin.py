@@ -332,6 +332,9 @@ def _judge(
     if report.skipped or _find(error, Unsupported) is not None:
         reason = str(_find(error, Unsupported) or _skip_reason(report))
         return Verdict.UNSUPPORTED, reason.removeprefix("UNSUPPORTED: "), ""
+    harness = _find(error, (HarnessError, TargetNotReady))
+    if harness is not None:
+        return Verdict.ERROR, str(harness), f"harness error (not the target's fault): {harness}"
     fault = _find(error, TARGET_FAULTS)
     if fault is not None:
         summary = _describe_fault(fault)
@@ -351,13 +354,16 @@ def _judge(
             ]
         )
         return verdict_for_violation(ids), summary, text
-    harness = _find(error, (HarnessError, TargetNotReady))
-    summary = str(harness) if harness is not None else f"{type(error).__name__}: {error}"
+    summary = f"{type(error).__name__}: {error}"
     longrepr = str(report.longrepr) if report.longrepr is not None else ""
     return Verdict.ERROR, summary, f"harness error (not the target's fault): {summary}\n\n{longrepr}"
 
 
 def _find(error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:
+    """The exception of ``kinds`` that was raised: the error itself, a member
+    of an exception group, or an explicit cause (``raise ... from``). The
+    implicit context is not followed: a HarnessError raised while handling a
+    refused connection is still the harness's problem."""
     if isinstance(error, kinds):
         return error
     if isinstance(error, BaseExceptionGroup):
@@ -365,7 +371,7 @@ def _find(error: BaseException, kinds: type[BaseException] | tuple[type[BaseExce
             found = _find(inner, kinds)
             if found is not None:
                 return found
-    cause = error.__cause__ or error.__context__
+    cause = error.__cause__
     return _find(cause, kinds) if cause is not None and cause is not error else None
 
 

@@ -157,6 +157,16 @@ class Wire:
         self._buffer += chunk
         return True
 
+    def receive_available(self, timeout: float = 0.05) -> bytes:
+        """Read once what has arrived, keep it buffered (see pending), and
+        return it; b"" if nothing came (a TLS record without data, say)."""
+        before = len(self._buffer)
+        try:
+            self._fill(time.monotonic() + timeout)
+        except WireTimeout:
+            pass
+        return bytes(self._buffer[before:])
+
     def read_exactly(self, size: int, timeout: float = 5.0) -> bytes:
         """``size`` bytes, or fewer if the connection ends or the deadline passes."""
         deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from .context import Context
-from .listeners import Listener
+from .listeners import Listener, close_listeners
 from .sessions import SessionSet
 from .stop import StopSignal
 
@@ -44,11 +44,18 @@ def drive(
 
 
 def serve_connection(context: Context, sock: socket.socket, listener: Listener) -> None:
-    """One connection, start to end, on the calling thread."""
+    """One connection, start to end, on the calling thread. A stop that comes
+    meanwhile closes the listeners at once: new clients are refused while
+    this connection drains."""
     sessions = SessionSet()
     try:
         sessions.add(context.session(sock, listener, time.monotonic()))
-        drive(sessions, context.stop, keep_going=lambda: len(sessions) > 0)
+        drive(
+            sessions,
+            context.stop,
+            keep_going=lambda: len(sessions) > 0,
+            on_stop=lambda: close_listeners(context.listeners),
+        )
     finally:
         sessions.close()
 
@@ -70,3 +77,4 @@ def accept_and_serve(context: Context) -> None:
             sock = listener.accept()
             if sock is not None:
                 serve_connection(context, sock, listener)
+    close_listeners(context.listeners)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .stop import StopSignal
 
 EXIT_DEADLINE = 4.8  # after the stop signal; the spec allows 5 s in all
+RESIGNAL_SECONDS = 0.25
 
 
 class Children:
@@ -79,7 +80,12 @@ class Children:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            poller.poll(left * 1000)
+            if not poller.poll(min(left, RESIGNAL_SECONDS) * 1000):
+                # A signal that lands while a child is still starting up can be
+                # lost (CPython clears pending signals after fork); stopping twice
+                # is harmless, so say it again.
+                for pid in self.pids:
+                    _signal(pid, signal.SIGTERM)
         for pid in self.pids:
             _signal(pid, signal.SIGKILL)
         for pid in list(self.pids):

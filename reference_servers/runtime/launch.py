@@ -46,13 +46,21 @@ def run(architecture: Architecture, settings: Settings) -> int:
     )
     try:
         tls_context = settings.tls_context()
-        listeners = open_listeners(settings)
     except (OSError, ssl.SSLError) as error:
         print(f"cloudhash: cannot start: {error}", file=sys.stderr)
         return 1
+    # The store process is forked before the listeners exist, so that it never
+    # holds a listening socket open after the master has closed it.
+    store_process = None if architecture.SHARES_MEMORY else StoreProcess()
+    try:
+        listeners = open_listeners(settings)
+    except OSError as error:
+        print(f"cloudhash: cannot start: {error}", file=sys.stderr)
+        if store_process is not None:
+            store_process.stop()
+        return 1
     stop = StopSignal()
     stop.install()
-    store_process = None if architecture.SHARES_MEMORY else StoreProcess()
     store: Store = LockedStore() if store_process is None else store_process.client()
     context = Context(settings, info, listeners, tls_context, store, stop)
     master = os.getpid()

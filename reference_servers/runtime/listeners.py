@@ -21,7 +21,7 @@ class Listener:
         """One pending connection, or None when another worker took it first."""
         try:
             conn, _ = self.sock.accept()
-        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+        except OSError:  # taken by another worker, aborted, or the listener was closed by a stop
             return None
         return conn
 

@@ -18,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+READY_GRACE = 1.0  # seconds to wait for READY once the port accepts
 READY = re.compile(rb"^READY cloudhash/1 (\S+) (\d+)(?: tls=(\d+))?\r?\n$")
 
 
@@ -67,6 +68,7 @@ class ServerProcess:
         assert self.process.stdout is not None
         os.set_blocking(self.process.stdout.fileno(), False)
         deadline = time.monotonic() + timeout
+        port_seen_at: float | None = None
         while time.monotonic() < deadline:
             line = self._read_line(min(deadline, time.monotonic() + 0.05))
             if line is not None:
@@ -82,7 +84,12 @@ class ServerProcess:
                     f"the target exited with status {self.process.returncode} before it was ready; "
                     f"stderr: {self.stderr_tail()!r}"
                 )
-            if expect_port is not None and _accepts(*expect_port):
+            if expect_port is not None and port_seen_at is None and _accepts(*expect_port):
+                port_seen_at = time.monotonic()
+            # A server that listens before it prints READY gets a moment to
+            # print it; one that never prints it is taken at its port.
+            if port_seen_at is not None and time.monotonic() - port_seen_at >= READY_GRACE:
+                assert expect_port is not None
                 return Endpoint(*expect_port)
         self.kill()
         raise TargetNotReady(f"no READY line and no listening port within {timeout:.1f} s")
