@@ -3,17 +3,26 @@ and the ways a check says it cannot judge."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
+from collections.abc import Callable
 
 import pytest
 
 from . import requirements
 from .probe import HarnessError, Probe, Unsupported, Violation
+from .targets.base import Target
+
+# The fixtures' types, for annotations in checks.
+FreshTarget = Callable[..., contextlib.AbstractContextManager[Target]]
+Measure = Callable[..., None]
 
 __all__ = [
+    "FreshTarget",
     "HarnessError",
+    "Measure",
     "Probe",
     "Unsupported",
     "Violation",

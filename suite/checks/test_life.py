@@ -25,15 +25,12 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from suite.api import Violation, fresh_key, not_applicable, requirement
+from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.targets.factory import SHARED_IDLE, TargetPool, fill_template
 from suite.targets.process import ServerProcess, TargetNotReady, free_port
 from suite.wire import Wire
-
-FreshTarget = Callable[..., contextlib.AbstractContextManager[Target]]
-Measure = Callable[..., None]
 
 # ready-line = %s"READY" SP %s"cloudhash/1" SP host SP port [ SP %s"tls=" port ] LF
 READY_LINE = re.compile(rb"\AREADY cloudhash/1 ([^ \r\n]+) ([0-9]{1,5})(?: tls=([0-9]{1,5}))?\n\Z")

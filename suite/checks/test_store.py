@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 from suite.api import Violation, fresh_key, requirement
+from suite.checks.connections import connect_served, open_served
 from suite.checks.linearizability import Operation, linearize, register_step, render
-from suite.checks.test_conc import connect_served, open_served
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target

@@ -15,20 +15,16 @@ from a moment known to follow it (when its reply arrived, or connect returned).
 
 from __future__ import annotations
 
-import contextlib
 import select
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from suite.api import HarnessError, Unsupported, Violation, not_applicable, requirement
+from suite.api import FreshTarget, HarnessError, Measure, Unsupported, Violation, not_applicable, requirement
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.wire import Ending
-
-FreshTarget = Callable[..., contextlib.AbstractContextManager[Target]]
-Measure = Callable[..., None]
 
 IDLE_SECONDS = 1.0  # what the checks ask for with {idle}
 LONGEST_IDLE_MS = 5000  # longer declared timeouts would make these checks too slow

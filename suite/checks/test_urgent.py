@@ -11,9 +11,8 @@ bytes before, the urgent byte and the bytes after leave as separate segments.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from suite.api import Unsupported, fresh_key, requirement
+from suite.api import Measure, Unsupported, fresh_key, requirement
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.wire import frame
@@ -23,7 +22,6 @@ GAP = 0.02  # seconds on either side of the urgent byte
 SETTLE = 0.1  # "a client that wants an abort waits at least 100 ms after sending the SLEEP"
 ABORT_WITHIN = 0.200  # CH-URGENT-3
 ABORT_MARGIN = 0.150  # scheduling on a loaded 2-core machine (other checks run in parallel), loopback delivery
-Measure = Callable[..., None]
 
 
 def _send_around_urgent(c: Probe, before: bytes, after: bytes) -> None:
