@@ -6,12 +6,15 @@ It is inert in any pytest run that collects no sockspec checks.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import fnmatch
 import json
 import random
 import shlex
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,9 @@ import pytest
 
 from . import requirements
 from .certs import make_certificates
+from .docker.engine import DockerUnavailable
+from .docker.environment import DockerEnvironment
+from .docker.images import load_bases, resolve_bases
 from .outcome import CheckOutcome, verdict_for_violation
 from .probe import HarnessError, Measurement, Unsupported, Violation
 from .report import files, terminal
@@ -45,6 +51,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cmd", action="append", default=[], metavar="TEMPLATE", help="start a server with this command")
     group.addoption("--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server")
     group.addoption("--reference", default=None, metavar="ARCH|all", help="our reference servers")
+    group.addoption(
+        "--image",
+        action="append",
+        default=[],
+        metavar="IMAGE[:ARCH]",
+        help="our reference servers in a container on IMAGE (docker/bases.toml: bookworm, trixie, all); ARCH or all",
+    )
     group.addoption("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
     group.addoption("--sockspec-strict", action="store_true", help="SHOULDs fail the run too (also: --strict)")
     group.addoption("--json", dest="sockspec_json", metavar="FILE", help="write the results as JSON")
@@ -71,6 +84,8 @@ class SockspecConfig:
     outcomes: list[CheckOutcome] = dataclasses.field(default_factory=list)
     pool: TargetPool | None = None
     target_args: str = ""
+    image_bases: list[str] = dataclasses.field(default_factory=list)
+    docker: Any = None  # DockerEnvironment when --image targets are checked
 
 
 def _read_options(config: pytest.Config) -> SockspecConfig:
@@ -81,6 +96,19 @@ def _read_options(config: pytest.Config) -> SockspecConfig:
                 specs[arch] = reference_spec(arch)
         except ValueError as error:
             raise UsageProblem(str(error)) from None
+    image_bases: list[str] = []
+    for item in config.getoption("image"):
+        base_spec, _, arch_spec = item.partition(":")
+        try:
+            bases = resolve_bases(base_spec)
+            archs = resolve_architectures(arch_spec or "all")
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        for base in bases:
+            image_bases.append(base.key)
+            for arch in archs:
+                name = f"{arch}@{base.key}"
+                specs[name] = TargetSpec(name, image=base.key, arch=arch)
     commands = config.getoption("cmd")
     for index, template in enumerate(commands):
         name = "cmd" if len(commands) == 1 else f"cmd{index + 1}"
@@ -114,11 +142,14 @@ def _read_options(config: pytest.Config) -> SockspecConfig:
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     strict = bool(config.getoption("sockspec_strict") or config.getoption("strict", False))
-    args = [spec.describe() for spec in specs.values() if spec.template is None or spec.name.startswith("cmd")]
+    args = [spec.describe() for spec in specs.values() if spec.address is not None or spec.name.startswith("cmd")]
     if config.getoption("reference"):
         args.insert(0, f"--reference {config.getoption('reference')}")
+    args += [f"--image {item}" for item in config.getoption("image")]
     args += [f"--declare {shlex.quote(d)}" for d in config.getoption("declare")]
-    return SockspecConfig(specs, overrides, strict, seed, only, timeout, target_args=" ".join(args))
+    return SockspecConfig(
+        specs, overrides, strict, seed, only, timeout, target_args=" ".join(args), image_bases=sorted(set(image_bases))
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -132,12 +163,48 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"sockspec: {error}", returncode=2)
     config.stash[STATE] = state
     config.pluginmanager.register(ResultCollector(config), "sockspec-results")
+    if state.image_bases:
+        _set_up_docker(config, state)
     if config.getoption("hypothesis_seed", None) is None and hasattr(config.option, "hypothesis_seed"):
         config.option.hypothesis_seed = state.seed
 
 
-def pytest_configure_node(node: Any) -> None:  # xdist: every worker gets the controller's seed
-    node.workerinput["sockspec_seed"] = node.config.stash[STATE].seed
+def pytest_configure_node(node: Any) -> None:  # xdist: workers get the controller's seed and Docker set-up
+    state = node.config.stash[STATE]
+    node.workerinput["sockspec_seed"] = state.seed
+    if state.docker is not None:
+        node.workerinput["sockspec_docker"] = state.docker.handover()
+
+
+def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
+    """The controller builds the images and creates the run's networks;
+    workers attach to them. Everything is swept when the run ends, also on
+    Ctrl-C and SIGTERM."""
+    try:
+        if hasattr(config, "workerinput"):
+            state.docker = DockerEnvironment.attach(config.workerinput["sockspec_docker"])
+            return
+        bases = [load_bases()[key] for key in state.image_bases]
+        state.docker = DockerEnvironment.create(bases, log=lambda line: print(f"sockspec: {line}", flush=True))
+    except DockerUnavailable as error:
+        pytest.exit(f"sockspec: --image needs Docker: {error}", returncode=2)
+    except Exception as error:
+        pytest.exit(f"sockspec: setting up Docker failed: {error}", returncode=2)
+    environment = state.docker
+    atexit.register(environment.close)
+    if threading.current_thread() is threading.main_thread():
+        # A plain SIGTERM would end the run without its cleanup; make it a Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is not None and state.docker is not None:
+        state.docker.close()
 
 
 STATE = pytest.StashKey[SockspecConfig]()
@@ -199,7 +266,7 @@ def _matches(requirement_id: str, patterns: list[str]) -> bool:
 def sockspec_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetPool]:
     state = _state(request.config)
     certs = make_certificates(tmp_path_factory.mktemp("certs"))
-    pool = TargetPool(state.specs, certs, state.overrides, timeout=state.timeout)
+    pool = TargetPool(state.specs, certs, state.overrides, timeout=state.timeout, docker=state.docker)
     state.pool = pool
     yield pool
     pool.close()

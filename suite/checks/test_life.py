@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import os
 import re
 import signal
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
-from suite.targets.factory import SHARED_IDLE, TargetPool, fill_template
-from suite.targets.process import ServerProcess, TargetNotReady, free_port
+from suite.targets.factory import TargetPool
+from suite.targets.process import Endpoint, ServerHandle, TargetNotReady
 from suite.wire import Wire
 
 # ready-line = %s"READY" SP %s"cloudhash/1" SP host SP port [ SP %s"tls=" port ] LF
@@ -47,7 +46,7 @@ GRANULARITY = 0.02  # clock granularity allowed on lower bounds
 CLOSE_WITHIN = 1.5  # section 9: closed within 500 ms of the final message, with room for scheduling
 
 
-def _process(t: Target) -> ServerProcess:
+def _process(t: Target) -> ServerHandle:
     if t.process is None:
         not_applicable("the suite did not start this target (--address), so it cannot watch or signal its process")
     assert t.process is not None
@@ -58,24 +57,16 @@ def _signal(t: Target, signum: int = signal.SIGTERM) -> tuple[float, float]:
     """Send the shutdown signal to the process the suite started; (just before, just after)."""
     process = _process(t)
     before = time.monotonic()
-    if signum == signal.SIGTERM:
-        process.terminate(0)  # sends SIGTERM; does not wait
-    else:
-        os.kill(process.pid, signum)
+    process.send_signal(signum)
     return before, time.monotonic()
 
 
 def _wait_exit(t: Target, timeout: float) -> int | None:
     """The exit status, or None if the process is still running after ``timeout``."""
-    popen = _process(t).process
-    assert popen is not None
-    try:
-        return popen.wait(max(0.0, timeout))
-    except subprocess.TimeoutExpired:
-        return None
+    return _process(t).wait(timeout)
 
 
-def _all_stdout(process: ServerProcess) -> bytes:
+def _all_stdout(process: ServerHandle) -> bytes:
     """Everything the process printed: READY (however the suite picked it up) and the rest."""
     return (process.ready_line or b"") + process.collect_stdout()
 
@@ -137,37 +128,26 @@ class Run:
 
 
 @contextlib.contextmanager
-def _own_start(pool: TargetPool, name: str) -> Iterator[ServerProcess]:
+def _own_start(pool: TargetPool, name: str) -> Iterator[tuple[Any, Endpoint]]:
     """Start the target as the suite does, but hand it over the moment its READY line is read
     (the suite's own start connects for INFO first, and cannot tell a late listener from a
     harness problem)."""
-    spec = pool.specs[name]
-    if spec.template is None:
+    if not pool.specs[name].controllable:
         not_applicable("the suite did not start this target (--address), so it cannot read its standard output")
-    assert spec.template is not None
-    values = {
-        "port": str(free_port()),
-        "tls_port": str(free_port()),
-        "cert": str(pool.certs.cert),
-        "key": str(pool.certs.key),
-        "ca": str(pool.certs.ca),
-        "idle": f"{SHARED_IDLE:g}",
-    }
-    with ServerProcess(fill_template(spec.template, values)) as process:
-        try:
-            process.start(timeout=READY_WITHIN)
-        except TargetNotReady as error:
-            raise Violation(
-                "the server printed no READY line",
-                expected="READY cloudhash/1 <host> <port>[ tls=<port>] and LF on standard output",
-                actual=f"{error}; standard output: {bytes(process.stdout_extra)!r}",
-            ) from None
-        yield process
+    try:
+        with pool.launched(name) as (process, endpoint):
+            yield process, endpoint
+    except TargetNotReady as error:
+        raise Violation(
+            "the server printed no READY line",
+            expected="READY cloudhash/1 <host> <port>[ tls=<port>] and LF on standard output",
+            actual=str(error),
+        ) from None
 
 
 @requirement("CH-LIFE-1")
 def test_the_ready_line_names_a_port_that_is_served_at_once(sockspec_pool: TargetPool, target_name: str) -> None:
-    with _own_start(sockspec_pool, target_name) as process:
+    with _own_start(sockspec_pool, target_name) as (process, endpoint):
         line = process.ready_line or b""
         match = READY_LINE.match(line)
         if match is None:
@@ -177,7 +157,10 @@ def test_the_ready_line_names_a_port_that_is_served_at_once(sockspec_pool: Targe
                 actual=line,
             )
         # The port must be served from the moment the line is printed: connect at once.
+        # A wildcard address (0.0.0.0, ::) is reached through any address of the host.
         host, port = match.group(1).decode(), int(match.group(2))
+        if host in ("0.0.0.0", "::"):
+            host = endpoint.host
         try:
             wire = Wire.connect(host, port, timeout=SERVED_WITHIN)
         except OSError as error:
@@ -223,6 +206,8 @@ def test_the_ready_line_names_the_tls_port(target: Target) -> None:
             actual=line,
         )
     host, tls_port = match.group(1).decode(), int(match.group(3))
+    if host in ("0.0.0.0", "::"):  # a wildcard address is reached through any address of the host
+        host = target.endpoint.host
     try:
         wire = Wire.connect_tls(host, tls_port, target.trust.context(), server_hostname=target.trust.hostname)
     except OSError as error:  # ssl.SSLError is an OSError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..probe import HarnessError, Probe, Unsupported
 from ..wire import Wire
-from .process import Endpoint, ServerProcess
+from .process import Endpoint, ServerHandle
 
 INTEGER_KEYS = ("concurrency", "max_connections", "idle_timeout_ms", "max_line", "max_frame")
 
@@ -72,7 +72,7 @@ class Target:
     endpoint: Endpoint
     declared: Declared
     trust: TlsTrust
-    process: ServerProcess | None = None  # set when the suite started it
+    process: ServerHandle | None = None  # set when the suite started it
     timeout: float = 5.0
     probes: list[Probe] = field(default_factory=list)
 

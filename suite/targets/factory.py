@@ -10,11 +10,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..certs import CertificateFiles
 from ..probe import HarnessError, Unsupported
 from ..wire import Wire, WireTimeout
 from .base import Declared, Target, TlsTrust
+from .container import CERTS_MOUNT, ContainerProcess
 from .process import Endpoint, ServerProcess, TargetNotReady, free_port
 
 PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle")
@@ -28,12 +30,16 @@ class TargetSpec:
     address: Endpoint | None = None
     ca: Path | None = None  # for --address: the CA that signed the target's certificate
     hostname: str = "localhost"
+    image: str | None = None  # a base key (docker/bases.toml): our reference-server image on it
+    arch: str | None = None  # with image: the architecture to run
 
     @property
     def controllable(self) -> bool:
-        return self.template is not None
+        return self.template is not None or self.image is not None
 
     def describe(self) -> str:
+        if self.image is not None:
+            return f"--image {self.image}:{self.arch}"
         if self.template is not None:
             return f"--cmd {shlex.quote(self.template)}"
         assert self.address is not None
@@ -46,15 +52,28 @@ REFERENCE_MAX_CONNECTIONS = 32
 REFERENCE_WORKERS = 8  # preforking and thread-pool
 
 
+def reference_sizing(arch: str) -> list[str]:
+    if arch in ("preforking", "thread-pool"):
+        return ["--concurrency", str(REFERENCE_WORKERS)]
+    return ["--max-connections", str(REFERENCE_MAX_CONNECTIONS)]
+
+
 def reference_template(arch: str, program: str | None = None) -> str:
     """The --cmd template for a reference server (or for ``program``, which
     takes the same flags, such as a mutant of one)."""
     program = program or f"{shlex.quote(sys.executable)} -m reference_servers {arch}"
-    sizing = f"--max-connections {REFERENCE_MAX_CONNECTIONS}"
-    if arch in ("preforking", "thread-pool"):
-        sizing = f"--concurrency {REFERENCE_WORKERS}"
     flags = "--port {port} --tls-port {tls_port} --cert {cert} --key {key} --idle-timeout {idle}"
-    return f"{program} {flags} {sizing}"
+    return f"{program} {flags} {' '.join(reference_sizing(arch))}"
+
+
+def container_command(arch: str, idle: float) -> list[str]:
+    """The reference server's arguments inside its container (the image's entry point is the server)."""
+    return [
+        arch,
+        *("--host", "0.0.0.0", "--port", "4481", "--tls-port", "4482"),
+        *("--cert", f"{CERTS_MOUNT}/server.pem", "--key", f"{CERTS_MOUNT}/server.key"),
+        *("--idle-timeout", f"{idle:g}", *reference_sizing(arch)),
+    ]
 
 
 def reference_spec(arch: str) -> TargetSpec:
@@ -86,6 +105,7 @@ class TargetPool:
     overrides: dict[str, str]
     timeout: float = 5.0
     ready_timeout: float = 15.0
+    docker: Any = None  # a suite.docker.environment.DockerEnvironment, for --image targets
     _shared: dict[str, Target] = field(default_factory=dict)
     _failed: dict[str, str] = field(default_factory=dict)
 
@@ -105,16 +125,33 @@ class TargetPool:
     def fresh(self, name: str, idle: float = SHARED_IDLE, why: str = "") -> Iterator[Target]:
         """A separate instance for a check that would disturb others."""
         spec = self.specs[name]
-        if not spec.controllable:
-            raise Unsupported(
-                f"this check needs a fresh server process ({why or 'it disturbs the server'}); "
-                "point the suite at a command with --cmd instead of --address"
-            )
+        self._require_control(spec, why)
         target = self._open(spec, idle)
         try:
             yield target
         finally:
             self._close(target)
+
+    @contextlib.contextmanager
+    def launched(self, name: str, idle: float = SHARED_IDLE) -> Iterator[tuple[Any, Endpoint]]:
+        """A fresh instance, handed over as soon as it is ready (before the
+        suite has sent it anything), with the process or container behind it.
+        Raises TargetNotReady when it never announces itself."""
+        spec = self.specs[name]
+        self._require_control(spec, "it watches the server from its start")
+        process, endpoint = self._launch(spec, idle)
+        try:
+            yield process, endpoint
+        finally:
+            process.kill()
+
+    @staticmethod
+    def _require_control(spec: TargetSpec, why: str) -> None:
+        if not spec.controllable:
+            raise Unsupported(
+                f"this check needs a fresh server process ({why or 'it disturbs the server'}); "
+                "point the suite at a command with --cmd (or --image) instead of --address"
+            )
 
     def close(self) -> None:
         for target in self._shared.values():
@@ -124,10 +161,26 @@ class TargetPool:
     # ---- internals -----------------------------------------------------------
 
     def _open(self, spec: TargetSpec, idle: float) -> Target:
-        if spec.template is None:
+        if not spec.controllable:
             assert spec.address is not None
             trust = TlsTrust(spec.ca, spec.hostname)
             return self._with_info(Target(spec.name, spec.address, Declared({}), trust, timeout=self.timeout))
+        try:
+            process, endpoint = self._launch(spec, idle)
+        except (TargetNotReady, OSError) as error:
+            raise HarnessError(f"{spec.name}: the target did not become ready: {error}") from None
+        trust = TlsTrust(self.certs.ca, "localhost")
+        target = Target(spec.name, endpoint, Declared({}), trust, process=process, timeout=self.timeout)
+        try:
+            return self._with_info(target)
+        except BaseException:
+            self._close(target)
+            raise
+
+    def _launch(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
+        if spec.image is not None:
+            return self._launch_container(spec, idle)
+        assert spec.template is not None
         port, tls_port = free_port(), free_port()
         values = {
             "port": str(port),
@@ -137,22 +190,36 @@ class TargetPool:
             "ca": str(self.certs.ca),
             "idle": f"{idle:g}",
         }
-        argv = fill_template(spec.template, values)
-        process = ServerProcess(argv)
+        process = ServerProcess(fill_template(spec.template, values))
         try:
             endpoint = process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
-        except (TargetNotReady, OSError) as error:
+        except BaseException:
             process.kill()
-            raise HarnessError(f"{spec.name}: the target did not become ready: {error}") from None
+            raise
         if endpoint.tls_port is None and "{tls_port}" in spec.template:
             endpoint = Endpoint(endpoint.host, endpoint.port, tls_port)
-        trust = TlsTrust(self.certs.ca, "localhost")
-        target = Target(spec.name, endpoint, Declared({}), trust, process=process, timeout=self.timeout)
+        return process, endpoint
+
+    def _launch_container(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
+        docker = self.docker
+        if docker is None:
+            raise HarnessError("an --image target needs a Docker engine, and none was set up")
+        assert spec.image is not None and spec.arch is not None
+        process = ContainerProcess(
+            docker.engine,
+            docker.images[spec.image],
+            container_command(spec.arch, idle),
+            network=docker.network,
+            labels=docker.labels(),
+            mounts={str(self.certs.cert.parent): CERTS_MOUNT},
+            name=docker.container_name(),
+        )
         try:
-            return self._with_info(target)
+            endpoint = process.start(timeout=self.ready_timeout)
         except BaseException:
-            self._close(target)
+            process.kill()
             raise
+        return process, endpoint
 
     def _with_info(self, target: Target) -> Target:
         try:

@@ -17,9 +17,27 @@ import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 READY_GRACE = 1.0  # seconds to wait for READY once the port accepts
 READY = re.compile(rb"^READY cloudhash/1 (\S+) (\d+)(?: tls=(\d+))?\r?\n$")
+
+
+class ServerHandle(Protocol):
+    """What checks may do with a server the suite started: a local process
+    (ServerProcess) or a container (ContainerProcess)."""
+
+    ready_line: bytes | None
+    stdout_extra: bytearray
+
+    @property
+    def pid(self) -> int: ...  # on this host, so psutil can see its process tree
+
+    def collect_stdout(self) -> bytes: ...
+    def send_signal(self, signum: int) -> None: ...
+    def wait(self, timeout: float) -> int | None: ...
+    def terminate(self, timeout: float) -> int | None: ...
+    def kill(self) -> None: ...
 
 
 class TargetNotReady(Exception):
@@ -120,16 +138,24 @@ class ServerProcess:
                     self._stdout_buffer += chunk
         return bytes(self.stdout_extra + self._stdout_buffer)
 
-    def terminate(self, timeout: float) -> int | None:
-        """SIGTERM to the process the suite started (not its group); its exit
-        status, or None if it did not exit within ``timeout``."""
+    def send_signal(self, signum: int) -> None:
+        """To the process the suite started (not its group)."""
         assert self.process is not None
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it is still running after ``timeout``."""
+        assert self.process is not None
         try:
-            return self.process.wait(timeout)
+            return self.process.wait(max(0.0, timeout))
         except subprocess.TimeoutExpired:
             return None
+
+    def terminate(self, timeout: float) -> int | None:
+        """SIGTERM, then the exit status (None if not exited within ``timeout``)."""
+        self.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
 
     def kill(self) -> None:
         """Kill the whole process group and reap the leader. Safe to call twice."""

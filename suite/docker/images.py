@@ -1,0 +1,166 @@
+"""Images without a registry: Debian bases bootstrapped from the machine's
+own mirror where no registry answers, and the project's images built on them
+with the classic builder (docker-py has no BuildKit)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .engine import PROJECT, PROJECT_LABEL
+
+DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
+BASE_REPOSITORY = "sockspec-base"
+SERVER_REPOSITORY = "sockspec-server"
+SUITE_REPOSITORY = "sockspec-suite"
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Base:
+    key: str  # bookworm, trixie, ...
+    pull: str | None  # an image to pull where a registry answers
+    bootstrap: str | None  # a Debian release for debootstrap where none does
+
+    @property
+    def local_name(self) -> str:
+        return f"{BASE_REPOSITORY}:{self.key}"
+
+
+def load_bases(path: Path = DOCKER_DIR / "bases.toml") -> dict[str, Base]:
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {key: Base(key, value.get("pull"), value.get("bootstrap")) for key, value in data.items()}
+
+
+def resolve_bases(spec: str) -> list[Base]:
+    """``bookworm,trixie`` or ``all``; ValueError names an unknown base."""
+    bases = load_bases()
+    if spec == "all":
+        return list(bases.values())
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in bases]
+    if unknown or not names:
+        raise ValueError(f"unknown image {', '.join(unknown) or spec!r}; known: all, {', '.join(bases)}")
+    return [bases[n] for n in names]
+
+
+def _exists(engine: Any, name: str) -> bool:
+    try:
+        engine.images.get(name)
+    except Exception:
+        return False
+    return True
+
+
+def ensure_base(engine: Any, base: Base, log: Log = print, allow_pull: bool = True) -> str:
+    """The base image, by its project-local name: already there, pulled, or bootstrapped."""
+    if _exists(engine, base.local_name):
+        return base.local_name
+    if allow_pull and base.pull:
+        try:
+            log(f"pulling {base.pull} for {base.local_name}")
+            image = engine.images.pull(base.pull)
+            image.tag(BASE_REPOSITORY, base.key)
+            return base.local_name
+        except Exception as error:
+            log(f"cannot pull {base.pull} ({str(error).splitlines()[0][:160]}); bootstrapping instead")
+    if not base.bootstrap:
+        raise RuntimeError(f"{base.key}: no registry answers and no release to bootstrap")
+    bootstrap_base(engine, base, log)
+    return base.local_name
+
+
+def apt_mirror() -> str:
+    """The Debian mirror apt on this machine is configured with."""
+    for path in sorted(Path("/etc/apt/sources.list.d").glob("*.sources")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    sources = Path("/etc/apt/sources.list")
+    if sources.exists():
+        for line in sources.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[0] == "deb" and "security" not in parts[1]:
+                return parts[2] if parts[1].startswith("[") else parts[1]
+    raise RuntimeError("no Debian mirror in apt's configuration; cannot bootstrap a base image")
+
+
+def bootstrap_base(engine: Any, base: Base, log: Log = print) -> None:
+    """debootstrap a minimal Debian with python3, and import it as the base."""
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
+    assert base.bootstrap is not None
+    with tempfile.TemporaryDirectory(prefix=f"sockspec-rootfs-{base.key}-") as scratch:
+        rootfs = Path(scratch) / "rootfs"
+        log(f"bootstrapping {base.bootstrap} into {rootfs} (about a minute)")
+        subprocess.run(
+            ["debootstrap", "--variant=minbase", "--include=python3", base.bootstrap, str(rootfs), apt_mirror()],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        archive = Path(scratch) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(archive), "."], check=True)
+        engine.api.import_image_from_file(
+            str(archive),
+            repository=BASE_REPOSITORY,
+            tag=base.key,
+            changes=[f"LABEL {PROJECT_LABEL}={PROJECT}", f"LABEL org.sockspec.bootstrap={base.bootstrap}"],
+        )
+    log(f"imported {base.local_name}")
+
+
+def build_server_image(engine: Any, base: Base, log: Log = print) -> str:
+    """The reference-server image on ``base``; cached layers make a rebuild free."""
+    base_name = ensure_base(engine, base, log)
+    tag = f"{SERVER_REPOSITORY}:{base.key}"
+    source = Path(__file__).resolve().parents[2] / "reference_servers"
+    with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
+        shutil.copytree(source, Path(context) / "reference_servers", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(DOCKER_DIR / "reference-server.Dockerfile", Path(context) / "Dockerfile")
+        _build(engine, context, tag, base_name, log)
+    return tag
+
+
+def _build(engine: Any, context: str, tag: str, base_name: str, log: Log) -> None:
+    try:
+        engine.images.build(
+            path=context,
+            tag=tag,
+            buildargs={"BASE": base_name},
+            labels={PROJECT_LABEL: PROJECT},
+            rm=True,
+            forcerm=True,
+        )
+    except Exception as error:
+        build_log = getattr(error, "build_log", None) or []
+        lines = [item.get("stream", "") or item.get("error", "") for item in build_log]
+        raise RuntimeError(f"building {tag} failed: {error}\n{''.join(lines)[-3000:]}") from None
+    log(f"image {tag} ready")
+
+
+def image_facts(engine: Any, image: str) -> dict[str, str]:
+    """The Python and OpenSSL versions inside ``image`` (for the matrix report)."""
+    probe = (
+        "import json, ssl, sys; print(json.dumps({'python': sys.version.split()[0], 'openssl': ssl.OPENSSL_VERSION}))"
+    )
+    output = engine.containers.run(
+        image, ["-c", probe], entrypoint="python3", remove=True, labels={PROJECT_LABEL: PROJECT}
+    )
+    facts: dict[str, str] = json.loads(bytes(output).decode())
+    facts["image"] = image
+    return facts
+
+
+def local_facts() -> dict[str, str]:
+    return {"image": "local", "python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION}

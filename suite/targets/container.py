@@ -1,0 +1,134 @@
+"""A server the suite runs in a container on its own bridge network.
+
+The suite reaches it by the container's IP, never through a published port:
+the userland proxy behind published ports drops TCP urgent data. It behaves
+like ServerProcess (READY from the container's stdout, SIGTERM to the server
+as PID 1, kill and remove), and its ``pid`` is the server's pid on the host,
+so process-tree checks work on it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any
+
+from .process import READY, Endpoint, TargetNotReady
+
+CERTS_MOUNT = "/certs"
+
+
+class ContainerProcess:
+    def __init__(
+        self,
+        engine: Any,
+        image: str,
+        command: list[str],
+        *,
+        network: str,
+        labels: dict[str, str],
+        mounts: dict[str, str] | None = None,  # host path -> container path, read-only
+        name: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.image = image
+        self.command = command
+        self.network = network
+        self.labels = labels
+        self.mounts = mounts or {}
+        self.name = name
+        self.container: Any = None
+        self.ready_line: bytes | None = None
+        self.stdout_extra = bytearray()
+        self._stdout_seen = 0
+        self._out = bytearray()
+        self._lock = threading.Lock()
+        self._line_or_end = threading.Event()
+
+    @property
+    def pid(self) -> int:
+        self.container.reload()
+        return int(self.container.attrs["State"]["Pid"])
+
+    def ip(self) -> str:
+        self.container.reload()
+        return str(self.container.attrs["NetworkSettings"]["Networks"][self.network]["IPAddress"])
+
+    def start(self, *, timeout: float = 30.0, expect_port: tuple[str, int] | None = None) -> Endpoint:
+        self.container = self.engine.containers.run(
+            self.image,
+            self.command,
+            detach=True,
+            network=self.network,
+            labels=self.labels,
+            name=self.name,
+            volumes={host: {"bind": inside, "mode": "ro"} for host, inside in self.mounts.items()},
+        )
+        reader = threading.Thread(target=self._read_stdout, name=f"stdout of {self.image}", daemon=True)
+        reader.start()
+        if not self._line_or_end.wait(timeout):
+            raise TargetNotReady(f"no READY line from the container within {timeout:.1f} s")
+        with self._lock:
+            first, newline, _ = bytes(self._out).partition(b"\n")
+        match = READY.match(first + b"\n") if newline else None
+        if match is None:
+            self.stdout_extra += first
+            if not newline:
+                raise TargetNotReady(f"the container ended before it was ready; its stderr: {self.stderr_tail()!r}")
+            raise TargetNotReady(f"the container's first line is not READY: {first[:200]!r}")
+        self.ready_line = first + b"\n"
+        self._stdout_seen = len(self.ready_line)
+        tls = match.group(3)
+        return Endpoint(self.ip(), int(match.group(2)), int(tls) if tls else None)
+
+    def _read_stdout(self) -> None:
+        """Follow the container's stdout until it ends (the engine closes the stream)."""
+        try:
+            for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=False):
+                with self._lock:
+                    self._out += chunk
+                    if b"\n" in self._out:
+                        self._line_or_end.set()
+        except Exception:  # the container was removed under us: the stream just ends
+            pass
+        finally:
+            self._line_or_end.set()
+
+    def collect_stdout(self) -> bytes:
+        """Everything the server printed after READY, as far as it has arrived."""
+        with self._lock:
+            return bytes(self.stdout_extra) + bytes(self._out[self._stdout_seen :])
+
+    def send_signal(self, signum: int) -> None:
+        """To the server, PID 1 of the container."""
+        with contextlib.suppress(Exception):
+            self.container.kill(signal=int(signum))
+
+    def wait(self, timeout: float) -> int | None:
+        """The exit status, or None if it is still running after ``timeout``."""
+        try:
+            result = self.container.wait(timeout=max(timeout, 0.001))
+        except Exception:
+            return None
+        return int(result.get("StatusCode", -1))
+
+    def terminate(self, timeout: float) -> int | None:
+        self.send_signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.container is not None:
+            with contextlib.suppress(Exception):
+                self.container.remove(force=True)
+
+    def stderr_tail(self, limit: int = 2000) -> bytes:
+        with contextlib.suppress(Exception):
+            return bytes(self.container.logs(stdout=False, stderr=True))[-limit:]
+        return b""
+
+    def __enter__(self) -> ContainerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
