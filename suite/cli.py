@@ -11,16 +11,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
+from rich.table import Table
 
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
 from . import ping
+from .docker.images import resolve_bases
+from .targets.reference import resolve_architectures
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 CHECKS = Path(__file__).resolve().parent / "checks"
@@ -80,19 +87,78 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-v", dest="verbose", action="count", default=0, help="more detail (repeat for more)")
     r.add_argument("-x", dest="exitfirst", action="store_true", help="stop at the first failing check")
     r.set_defaults(run=run_suite)
+
+    m = commands.add_parser("matrix", help="every reference server in every image: one report")
+    m.add_argument("--arch", default="all", metavar="ARCH|all", help="architectures (comma list or all)")
+    m.add_argument("--images", default="bookworm,trixie", metavar="IMAGES", help="bases from docker/bases.toml")
+    m.add_argument("--json", metavar="FILE", help="write the results (with the matrix) as JSON")
+    m.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per requirement and cell")
+    m.add_argument("--only", metavar="PATTERN", help="requirement IDs to check")
+    m.add_argument("--seed", type=int, help="reproduce a run")
+    m.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
+    m.add_argument("-n", dest="workers", default="2", metavar="N", help="parallel workers (default 2)")
+    m.add_argument("-v", dest="verbose", action="count", default=0, help="more detail")
+    m.set_defaults(run=run_matrix)
     return parser
 
 
+def run_matrix(options: argparse.Namespace) -> int:
+    try:
+        resolve_architectures(options.arch)
+        bases = resolve_bases(options.images)
+    except ValueError as error:
+        print(f"sockspec matrix: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    with tempfile.TemporaryDirectory(prefix="sockspec-matrix-") as scratch:
+        report = options.json or str(Path(scratch) / "report.json")
+        args = [a for base in bases for a in ("--image", f"{base.key}:{options.arch}")]
+        args += ["--json", report, "-n", options.workers, *["-v"] * options.verbose]
+        for flag in ("junit", "only", "seed"):
+            if getattr(options, flag) is not None:
+                args += [f"--{flag}", str(getattr(options, flag))]
+        if options.strict:
+            args.append("--sockspec-strict")
+        code = _pytest(args)
+        if Path(report).exists():
+            print_matrix(json.loads(Path(report).read_text(encoding="utf-8")))
+    return code
+
+
+def print_matrix(report: dict[str, Any]) -> None:
+    matrix = report.get("matrix")
+    if not matrix:
+        return
+    table = Table(title="architecture x image: conformance (MUST failures)")
+    table.add_column("architecture")
+    cells = {(c["arch"], c["image"]): c for c in matrix["cells"]}
+    for image in matrix["images"]:
+        sample = next(c for c in matrix["cells"] if c["image"] == image)
+        table.add_column(f"{image}\npython {sample['python']}\n{sample['openssl']}")
+    for arch in matrix["archs"]:
+        row = [arch]
+        for image in matrix["images"]:
+            cell = cells.get((arch, image))
+            if cell is None:
+                row.append("-")
+                continue
+            mark = "[green]✓[/]" if cell["passes_every_must"] else "[bold red]✕[/]"
+            row.append(f"{mark} {cell['conformance']} ({cell['counts']['FAIL']} FAIL, {cell['counts']['ERROR']} ERROR)")
+        table.add_row(*row)
+    Console().print(table)
+
+
 def run_suite(options: argparse.Namespace) -> int:
-    if not (options.reference or options.cmd or options.address):
+    if not (options.reference or options.cmd or options.address or options.image):
         print(
-            "sockspec run: no target; give --reference ARCH|all, --cmd TEMPLATE or --address HOST:PORT", file=sys.stderr
+            "sockspec run: no target; give --reference ARCH|all, --image IMAGE[:ARCH], "
+            "--cmd TEMPLATE or --address HOST:PORT",
+            file=sys.stderr,
         )
         return EXIT_USAGE
-    args = [str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly"]
+    args: list[str] = []
     if options.reference:
         args += ["--reference", options.reference]
-    for flag in ("cmd", "address", "declare"):
+    for flag in ("cmd", "address", "declare", "image"):
         for value in getattr(options, flag):
             args += [f"--{flag}", value]
     for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout"):
@@ -107,8 +173,14 @@ def run_suite(options: argparse.Namespace) -> int:
         args += ["-k", options.keyword]
     if options.exitfirst:
         args.append("-x")
-    args += ["-v"] * options.verbose or ["-q"]
-    code = int(pytest.main(args))
+    args += ["-v"] * options.verbose
+    return _pytest(args)
+
+
+def _pytest(args: list[str]) -> int:
+    if "-v" not in args:
+        args.append("-q")
+    code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args]))
     # pytest's own codes for usage problems, internal errors and empty
     # selections all mean the suite could not judge: the contract says 2.
     return code if code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE) else EXIT_USAGE

@@ -25,7 +25,7 @@ from . import requirements
 from .certs import make_certificates
 from .docker.engine import DockerUnavailable
 from .docker.environment import DockerEnvironment
-from .docker.images import load_bases, resolve_bases
+from .docker.images import load_bases, local_facts, resolve_bases
 from .outcome import CheckOutcome, verdict_for_violation
 from .probe import HarnessError, Measurement, Unsupported, Violation
 from .report import files, terminal
@@ -492,6 +492,12 @@ class ResultCollector:
         targets = aggregate(self.outcomes, descriptions)
         for target in targets:
             target.declared = next((c.declared for c in self.outcomes if c.target == target.name and c.declared), {})
+            spec = state.specs.get(target.name)
+            if spec is not None and spec.image is not None and state.docker is not None:
+                target.environment = dict(state.docker.facts.get(spec.image, {}))
+                target.arch, target.image = spec.arch, spec.image
+            elif spec is not None and spec.template == reference_spec(spec.name).template:
+                target.environment = local_facts()
         config.stash[RESULTS] = targets
         if config.getoption("sockspec_json"):
             files.write_json(config.getoption("sockspec_json"), targets, state.strict, state.seed)

@@ -29,9 +29,11 @@ def to_json(targets: list[TargetResult], strict: bool, seed: int | None) -> dict
                 "counts": t.counts(),
                 "results": [r.to_json() for r in t.results],
                 "measurements": t.measurements,
+                "environment": t.environment,
             }
             for t in targets
         ],
+        **({"matrix": matrix(targets)} if any(t.image for t in targets) else {}),
         "summary": {
             "targets": len(targets),
             "requirements": sum(len(t.results) for t in targets),
@@ -40,6 +42,29 @@ def to_json(targets: list[TargetResult], strict: bool, seed: int | None) -> dict
             "seed": seed,
             "exit_code": exit_code(targets, strict),
         },
+    }
+
+
+def matrix(targets: list[TargetResult]) -> dict[str, Any]:
+    """The architecture x image matrix of containerised targets."""
+    cells = [t for t in targets if t.image]
+    return {
+        "archs": sorted({t.arch for t in cells if t.arch}),
+        "images": sorted({t.image for t in cells if t.image}),
+        "cells": [
+            {
+                "arch": t.arch,
+                "image": t.image,
+                "target": t.name,
+                "conformance": t.conformance(),
+                "passes_every_must": t.passes_every_must(),
+                "counts": t.counts(),
+                "image_name": t.environment.get("image"),
+                "python": t.environment.get("python"),
+                "openssl": t.environment.get("openssl"),
+            }
+            for t in cells
+        ],
     }
 
 

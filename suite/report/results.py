@@ -43,6 +43,13 @@ class TargetResult:
     declared: dict[str, str] = field(default_factory=dict)
     results: list[RequirementResult] = field(default_factory=list)
     measurements: list[dict[str, Any]] = field(default_factory=list)
+    # where it ran: image (or "local"), python and openssl versions, where known
+    environment: dict[str, str] = field(default_factory=dict)
+    arch: str | None = None  # for matrix cells: the architecture, and the image key
+    image: str | None = None
+
+    def passes_every_must(self) -> bool:
+        return not any(r.verdict.fails_run(strict=False) for r in self.results)
 
     def conformance(self) -> str:
         """ "full" when every MUST holds, optional features included; "core"

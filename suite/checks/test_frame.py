@@ -1,0 +1,774 @@
+"""CH-FRAME: who speaks, line mode, framed mode, pipelining and half-close
+(PROTOCOL.md sections 3, 4, 8 and 10).
+
+The property-based checks compare the server's replies byte for byte with the
+replies this module computes itself from section 6 (a tiny model of PING,
+ECHO, SET, GET, DEL and INCR on fresh keys), never with a reference server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import random
+import re
+import struct
+import time
+from collections.abc import Callable
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from suite.api import HarnessError, Probe, Violation, fresh_key, requirement
+from suite.escape import escape
+from suite.targets.base import Target
+from suite.wire import Ending
+
+# Each piece of a segmented stream is followed by this pause on the wire, so
+# that it leaves as its own segment (TCP_NODELAY is on) and the server most
+# likely reads it on its own.
+GAP = 0.003
+MAX_CUTS = 12
+# The spec's "within 1 s" for TOOLONG, plus room for a loaded 2-core machine.
+TOOLONG_WITHIN = 1.0 + 0.5
+# Enough for any reply on loopback; a failing example waits this long at most.
+REPLY_TIMEOUT = 2.0
+# The most payload bytes sent behind an oversized frame header.
+BODY_CAP = 4 << 20
+
+# Every example opens (and closes) its own connection, so the function-scoped
+# `target` fixture is safe to share between examples. No shrinking: every step
+# would be a network exchange, and the transcript already shows every segment.
+NETWORK_EXAMPLES = settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def frame(payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + payload
+
+
+# ---- the expected-reply model (PROTOCOL.md section 6) -------------------------
+
+INTEGER = re.compile(rb"-?[0-9]+")
+INT64_MAX = 2**63 - 1
+
+
+def model_reply(payload: bytes, store: dict[bytes, bytes]) -> bytes:
+    """The reply body (without CRLF) the spec gives for a *valid* request
+    payload of PING, ECHO, SET, GET, DEL or INCR; ``store`` is updated."""
+    command, sp, rest = payload.partition(b" ")
+    name = command.upper()
+    if name == b"PING" and not sp:
+        return b"+PONG"
+    if name == b"ECHO" and sp:
+        return b"$" + rest
+    if name == b"SET" and sp:
+        key, sp2, value = rest.partition(b" ")
+        if sp2:
+            store[key] = value
+            return b"+OK"
+    if name == b"GET" and sp:
+        value = store.get(rest)
+        return b"_" if value is None else b"$" + value
+    if name == b"DEL" and sp:
+        return b":1" if store.pop(rest, None) is not None else b":0"
+    if name == b"INCR" and sp:
+        value = store.get(rest, b"0")
+        if INTEGER.fullmatch(value) and int(value) < INT64_MAX:
+            result = int(value) + 1
+            store[rest] = b"%d" % result
+            return b":%d" % result
+    raise HarnessError(f"the suite's reply model has no valid reply for {payload!r}")
+
+
+def line_payload(line: bytes) -> bytes:
+    """Section 4: the payload of a line (terminator included) as the server sees it."""
+    body = line[:-1]
+    return body[:-1] if body.endswith(b"\r") else body
+
+
+# ---- scripts of valid requests --------------------------------------------------
+
+KEYS = 3  # fresh keys per example
+Op = tuple[str, int, bytes, bytes]  # (command, key index, data, line terminator)
+
+NUMBER = st.one_of(
+    st.integers(-(10**6), 10**6).map(lambda n: b"%d" % n),
+    st.sampled_from([b"007", b"-0", b"0", b"-1"]),
+)
+# Random bytes, or bytes drawn mostly from the ones framing code trips over.
+TRICKY = st.lists(st.sampled_from(b"\r\na\r\n \x00\xff"), min_size=1, max_size=16).map(bytes)
+LINE_DATA = st.one_of(TRICKY, st.binary(max_size=16)).map(lambda b: b.replace(b"\n", b"\r"))  # no LF; many CRs
+FRAME_DATA = st.one_of(TRICKY, st.binary(max_size=24))
+
+
+@st.composite
+def scripts(draw: st.DrawFn, data: st.SearchStrategy[bytes], line_mode: bool) -> list[Op]:
+    """1 to 10 valid requests. INCR goes only to keys that are missing or hold
+    an integer, so that every reply is a success reply with exact bytes."""
+    numeric = [True] * KEYS
+    ops: list[Op] = []
+    for _ in range(draw(st.integers(1, 10))):
+        kind = draw(st.sampled_from(["ECHO", "SET", "PING", "GET", "ECHO", "SET", "DEL", "INCR"]))
+        key = draw(st.integers(0, KEYS - 1))
+        end = draw(st.sampled_from([b"\r\n", b"\n"])) if line_mode else b""
+        value = b""
+        if kind == "INCR" and not numeric[key]:
+            kind = "GET"
+        if kind == "ECHO":
+            value = draw(data)
+        elif kind == "SET":
+            value = draw(st.one_of(NUMBER, data))
+            # A value that ends in CR may lose it to a bare-LF terminator: such
+            # values are never integers, so INCR stays away from them.
+            numeric[key] = INTEGER.fullmatch(value) is not None
+        elif kind == "DEL":
+            numeric[key] = True
+        ops.append((kind, key, value, end))
+    return ops
+
+
+def request_payload(op: Op, keys: list[bytes]) -> bytes:
+    kind, key, value, _ = op
+    if kind == "PING":
+        return b"PING"
+    if kind == "ECHO":
+        return b"ECHO " + value
+    if kind == "SET":
+        return b"SET " + keys[key] + b" " + value
+    return kind.encode() + b" " + keys[key]
+
+
+def new_keys() -> list[bytes]:
+    """Fresh keys of a fixed length, so that a replayed example cuts at the same places."""
+    return [
+        b"sockspec-seg-" + hashlib.blake2b(fresh_key("seg"), digest_size=12).hexdigest().encode() for _ in range(KEYS)
+    ]
+
+
+def line_exchange(script: list[Op], keys: list[bytes]) -> tuple[bytes, bytes, list[int]]:
+    """The request stream, the expected replies, and interesting cut points
+    (inside the command, just before the terminator, right after every CR)."""
+    stream, replies, special = b"", b"", []
+    store: dict[bytes, bytes] = {}
+    for op in script:
+        line = request_payload(op, keys) + op[3]
+        special += [len(stream) + 1, len(stream) + len(line) - len(op[3])]
+        # Right after every CR (data or terminator): a CR that ends a segment must not end the line.
+        special += [len(stream) + i + 1 for i, byte in enumerate(line) if byte == 0x0D]
+        stream += line
+        replies += model_reply(line_payload(line), store) + b"\r\n"
+    return stream, replies, [p for p in special if 0 < p < len(stream)]
+
+
+def framed_exchange(script: list[Op], keys: list[bytes], switch: bytes) -> tuple[bytes, bytes, list[int]]:
+    """FRAMED (ended by ``switch``) and then the requests as frames; cut points
+    inside the FRAMED line, at the switch, inside every frame header, and right
+    after every CR or LF inside a payload."""
+    stream, replies = b"FRAMED" + switch, b"+OK\r\n"
+    special = [len(stream) - 1, len(stream)]
+    store: dict[bytes, bytes] = {}
+    for op in script:
+        payload = request_payload(op, keys)
+        special += [len(stream) + i for i in (1, 2, 3, 4, 5)]
+        special += [len(stream) + 4 + i + 1 for i, byte in enumerate(payload) if byte in b"\r\n"]
+        stream += frame(payload)
+        replies += frame(model_reply(payload, store))
+    return stream, replies, [p for p in special if 0 < p < len(stream)]
+
+
+def cut_points(length: int, special: list[int]) -> st.SearchStrategy[list[int]]:
+    """Up to MAX_CUTS offsets: some anywhere, some at the interesting places."""
+    anywhere = st.lists(st.integers(1, length - 1), max_size=MAX_CUTS // 2)
+    chosen = st.lists(st.sampled_from(special), max_size=MAX_CUTS // 2) if special else st.just([])
+    return st.tuples(anywhere, chosen).map(lambda both: sorted(set(both[0] + both[1])))
+
+
+# ---- helpers ----------------------------------------------------------------------
+
+
+def exchange_in_pieces(c: Probe, stream: bytes, cuts: list[int], size: int) -> bytes:
+    """Send ``stream`` cut at ``cuts``, each piece followed by a pause of GAP
+    on the wire, reading replies as they come; then read until ``size`` bytes
+    (or the end, or REPLY_TIMEOUT). Returns every byte received."""
+    got = bytearray()
+    bounds = [0, *cuts, len(stream)]
+    for start, end in itertools.pairwise(bounds):
+        c.send(stream[start:end])
+        pause_ends = time.monotonic() + GAP
+        while (left := pause_ends - time.monotonic()) > 0 and c.wire.ending is Ending.OPEN:
+            c.quiet_for(left)
+            got += c.wire.read_exactly(1 << 20, timeout=0.0005)
+    got += c.wire.read_exactly(max(0, size - len(got)), timeout=REPLY_TIMEOUT)
+    return bytes(got) + c.wire.pending()
+
+
+def judge_segmentation(
+    target: Target,
+    c: Probe,
+    *,
+    got: bytes,
+    expected: bytes,
+    build: Callable[[list[bytes]], tuple[bytes, bytes, list[int]]],
+    cuts: list[int],
+    what: str,
+) -> None:
+    """Fail only when the replies depend on the segmentation: a wrong reply
+    that the same stream also gets when sent in one piece belongs to another
+    requirement (its own check judges it)."""
+    if got == expected:
+        return
+    whole_stream, _, _ = build(new_keys())
+    with target.connect("the same stream (other fresh keys) in one send") as whole:
+        whole.send(whole_stream)
+        in_one_piece = whole.wire.read_exactly(len(expected), timeout=REPLY_TIMEOUT) + whole.wire.pending()
+        whole_transcript = whole.wire.transcript
+    if in_one_piece == got:
+        return
+    verdict = (
+        "in one piece the same stream gets the expected replies"
+        if in_one_piece == expected
+        else f"in one piece it gets yet other replies: {escape(in_one_piece, 200)}"
+    )
+    raise Violation(
+        f"{what} cut at byte offsets {cuts} got other replies than the spec gives ({verdict})",
+        expected=expected,
+        actual=got,
+        transcripts=[c.wire.transcript, whole_transcript],
+        ending=c.wire.ending,
+    )
+
+
+def switch_to_framed(c: Probe) -> None:
+    c.send(b"FRAMED\r\n")
+    c.expect_line(b"+OK\r\n", timeout=REPLY_TIMEOUT, why="FRAMED in line mode")
+    c.framed = True
+
+
+def expect_bytes(c: Probe, expected: bytes, why: str, timeout: float = REPLY_TIMEOUT) -> None:
+    """Exactly these bytes next on the wire (raw: headers included)."""
+    got = c.wire.read_exactly(len(expected), timeout=timeout)
+    if got != expected:
+        raise c.violation(f"expected {why}", expected=expected, actual=got + c.wire.pending())
+
+
+def filler(rng: random.Random, size: int) -> bytes:
+    """Printable bytes (no SP, CR or LF) for long lines."""
+    return bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(size))
+
+
+# ---- section 3: who speaks ---------------------------------------------------------
+
+
+@requirement("CH-FRAME-1")
+def test_the_server_sends_nothing_unasked(target: Target) -> None:
+    with target.connect() as c:
+        c.expect_silence(0.3, why="the server sends no greeting on accept")
+        c.send(b"PING\r\n")
+        c.line("the reply to PING")
+        c.expect_silence(0.15, why="nothing follows a reply until the next request")
+        c.send(b"BOGUS x\r\n")
+        c.line("the reply to an unknown command")
+        c.expect_silence(0.1, why="nothing follows an error reply")
+        if target.declared.has("framed"):
+            c.send(b"FRAMED\r\n")
+            c.line("the reply to FRAMED")
+            c.expect_silence(0.1, why="nothing follows FRAMED's +OK")
+            c.send_frame(b"PING")
+            c.frame("the framed reply to PING", timeout=REPLY_TIMEOUT)
+            c.expect_silence(0.1, why="nothing follows a framed reply")
+
+
+# ---- section 4: line mode ------------------------------------------------------------
+
+
+@requirement("CH-FRAME-2")
+def test_bare_lf_ends_a_request(target: Target) -> None:
+    key = fresh_key()
+    with target.connect() as c:
+        c.send(b"PING\n")
+        c.expect_line(b"+PONG\r\n", why="PING ended by a bare LF, with nothing after it")
+        c.send(b"ECHO a b\n")
+        c.expect_line(b"$a b\r\n")
+        c.send(b"SET " + key + b" v\nGET " + key + b"\nPING\r\nPING\n")
+        c.expect_lines([b"+OK\r\n", b"$v\r\n", b"+PONG\r\n", b"+PONG\r\n"])
+
+
+@requirement("CH-FRAME-3")
+def test_only_the_cr_right_before_lf_is_dropped(target: Target) -> None:
+    key = fresh_key()
+    with target.connect() as c:
+        for request, reply in (
+            (b"ECHO a\r\n", b"$a\r\n"),
+            (b"ECHO a\rb\n", b"$a\rb\r\n"),
+            (b"ECHO a\r\r\n", b"$a\r\r\n"),
+            (b"ECHO \ra\r\n", b"$\ra\r\n"),
+            (b"ECHO a\r\rb\r\n", b"$a\r\rb\r\n"),
+            (b"ECHO a\r\r\r\n", b"$a\r\r\r\n"),
+            (b"ECHO \r\r\n", b"$\r\r\n"),
+            (b"SET " + key + b" x\r\r\n", b"+OK\r\n"),
+            (b"GET " + key + b"\r\n", b"$x\r\r\n"),
+        ):
+            c.send(request)
+            c.expect_line(reply, why=f"the request {escape(request)}")
+
+
+@requirement("CH-FRAME-4")
+def test_empty_lines_get_no_reply(target: Target) -> None:
+    with target.connect() as c:
+        c.send(b"\r\n\n\r\n")
+        c.expect_silence(0.15, why="empty lines are not requests")
+        c.send(b"PING\r\n\r\n\nPING\n\n\r\nECHO x\r\n")
+        c.expect_lines([b"+PONG\r\n", b"+PONG\r\n", b"$x\r\n"])
+        c.send(b"\r")
+        c.quiet_for(GAP)
+        c.send(b"\n")
+        c.quiet_for(GAP)
+        c.send(b"ECHO y\r\n")
+        c.expect_line(b"$y\r\n", why="an empty line split between CR and LF gets no reply either")
+        c.send(b"\r\r\nPING\r\n")
+        c.expect_error("UNKNOWN", why='"\\r\\r\\n" is the one-byte request "\\r", not an empty line')
+        c.expect_line(b"+PONG\r\n")
+
+
+def _line_at(max_line: int, total: int, end: bytes, rng: random.Random) -> tuple[bytes, bytes]:
+    """An ECHO line of ``total`` bytes as received (terminator included), and its reply."""
+    data = filler(rng, total - len(b"ECHO ") - len(end))
+    return b"ECHO " + data + end, b"$" + data + b"\r\n"
+
+
+@requirement("CH-FRAME-5")
+def test_a_line_of_exactly_max_line_bytes_is_accepted(target: Target, seed: int) -> None:
+    max_line = target.declared.number("max_line")
+    rng = random.Random(seed)
+    with target.connect() as c:
+        if max_line < len(b"ECHO \n") + 1:
+            # Too small for an ECHO: a line of max_line bytes is still a request, an unknown one.
+            c.send(b"Z" * (max_line - 1) + b"\n")
+            c.expect_error("UNKNOWN", why=f"a line of exactly max_line={max_line} bytes is processed")
+            return
+        for end in (b"\r\n", b"\n"):
+            line, reply = _line_at(max_line, max_line, end, rng)
+            c.send(line + b"PING\r\n")
+            c.expect_line(reply, why=f"a line of exactly max_line={max_line} bytes ending in {escape(end)}")
+            c.expect_line(b"+PONG\r\n", why="the request after it")
+        # The server holds max_line - 1 bytes ending in CR before the LF arrives: not too long yet.
+        line, reply = _line_at(max_line, max_line, b"\r\n", rng)
+        c.send(line[:-1])
+        c.quiet_for(GAP)
+        c.send(line[-1:])
+        c.expect_line(reply, why=f"a line of exactly max_line={max_line} bytes whose LF arrives on its own")
+
+
+def _oversized_line_is_refused(target: Target, end: bytes, seed: int) -> None:
+    max_line = target.declared.number("max_line")
+    rng = random.Random(seed)
+    key, after = fresh_key("toolong"), fresh_key("after")
+    head = b"SET " + key + b" "
+    if len(head) + len(end) > max_line:
+        head = b"Z"
+    line = head + filler(rng, max_line + 1 - len(head) - len(end)) + end
+    assert len(line) == max_line + 1
+    with target.connect() as c:
+        c.send(b"PING\r\n" + line + b"SET " + after + b" v\r\nPING\r\n")
+        c.expect_line(b"+PONG\r\n", why="the request before the oversized line is answered first")
+        c.expect_error("TOOLONG", why=f"a line of max_line + 1 = {max_line + 1} bytes ending in {escape(end)}")
+        # FIN versus RST is CH-ERR-8's business; here the server must just close.
+        c.expect_end(allow_reset=True, why="TOOLONG is a final message; nothing after it is answered")
+    with target.connect("checking the store") as check:
+        check.send(b"GET " + key + b"\r\n")
+        check.expect_line(b"_\r\n", why="the oversized SET must not be executed")
+        check.send(b"GET " + after + b"\r\n")
+        check.expect_line(b"_\r\n", why="a SET after the oversized line must not be executed")
+
+
+@requirement("CH-FRAME-6")
+def test_a_line_one_byte_over_max_line_with_crlf_gets_toolong(target: Target, seed: int) -> None:
+    _oversized_line_is_refused(target, b"\r\n", seed)
+
+
+@requirement("CH-FRAME-6")
+def test_a_line_one_byte_over_max_line_with_bare_lf_gets_toolong(target: Target, seed: int) -> None:
+    _oversized_line_is_refused(target, b"\n", seed)
+
+
+@requirement("CH-FRAME-7")
+def test_oversize_is_decided_without_waiting_for_the_lf(target: Target, seed: int) -> None:
+    max_line = target.declared.number("max_line")
+    rng = random.Random(seed)
+    for last in (b"x", b"\r"):  # a CR as the max_line-th byte could only start a terminator that is too late
+        body = (b"ECHO " if max_line > 6 else b"") + filler(rng, max_line)
+        line = body[: max_line - 1] + last
+        with target.connect(f"max_line bytes ending in {escape(last)}") as c:
+            c.send(b"PING\r\n" + line)
+            c.expect_line(b"+PONG\r\n", why="the request before the oversized line is answered first")
+            c.expect_error(
+                "TOOLONG",
+                timeout=TOOLONG_WITHIN,
+                why=f"{max_line} bytes without LF are already too long; the server must not wait (1 s + margin)",
+            )
+            c.expect_end(why="the client sent nothing more, so the close is a FIN")
+
+
+# ---- section 8: framed mode -----------------------------------------------------------
+
+
+@requirement("CH-FRAME-8")
+def test_framed_answers_ok_as_a_line_then_speaks_frames(target: Target) -> None:
+    with target.connect() as c:
+        c.send(b"FRAMED\r\n")
+        c.expect_line(b"+OK\r\n", timeout=REPLY_TIMEOUT, why="FRAMED is answered with a line")
+        c.send(frame(b"PING"))
+        expect_bytes(c, b"\x00\x00\x00\x05+PONG", "the frame N=5 +PONG")
+        c.send(frame(b"ECHO x"))
+        expect_bytes(c, b"\x00\x00\x00\x02$x", "the frame N=2 $x")
+    with target.connect("FRAMED ended by a bare LF") as c:
+        c.send(b"FRAMED\n")
+        c.expect_line(b"+OK\r\n", timeout=REPLY_TIMEOUT, why="FRAMED is answered with a line")
+        c.send(frame(b"PING"))
+        expect_bytes(c, b"\x00\x00\x00\x05+PONG", "the frame N=5 +PONG")
+
+
+@requirement("CH-FRAME-9")
+def test_frames_in_the_same_segment_as_framed_are_parsed(target: Target) -> None:
+    key = fresh_key()
+    frames = frame(b"SET " + key + b" a\r\nb\x00c") + frame(b"GET " + key) + frame(b"PING")
+    replies = frame(b"+OK") + frame(b"$a\r\nb\x00c") + frame(b"+PONG")
+    for switch in (b"FRAMED\r\n", b"FRAMED\n"):
+        with target.connect(f"{escape(switch)} and frames in one send") as c:
+            c.send(b"PING\r\n" + switch + frames)
+            expect_bytes(c, b"+PONG\r\n+OK\r\n" + replies, "+PONG and +OK as lines, then one frame per request")
+
+
+@requirement("CH-FRAME-10")
+def test_frame_headers_are_big_endian(target: Target) -> None:
+    max_frame = target.declared.number("max_frame")
+    with target.connect() as c:
+        switch_to_framed(c)
+        # Read little-endian, 00 00 00 07 would announce 117440512 bytes.
+        c.send(b"\x00\x00\x00\x07ECHO hi")
+        expect_bytes(c, b"\x00\x00\x00\x03$hi", "the frame 00 00 00 03 $hi")
+        data = bytes(range(256)) + b"z" * 44  # N = 305 = 00 00 01 31
+        if max_frame >= 305:
+            c.send(frame(b"ECHO " + data))
+            expect_bytes(c, b"\x00\x00\x01\x2d$" + data, "a reply header 00 00 01 2D (301 bytes)")
+        if max_frame >= 0x00010203:
+            data = b"q" * (0x00010203 - 5)  # four distinct header bytes each way
+            c.send(b"\x00\x01\x02\x03ECHO " + data)
+            expect_bytes(c, struct.pack(">I", len(data) + 1) + b"$" + data, "a reply header 00 01 01 FF")
+
+
+@requirement("CH-FRAME-11")
+def test_a_frame_of_exactly_max_frame_bytes_is_accepted(target: Target, seed: int) -> None:
+    max_frame = target.declared.number("max_frame")
+    data = random.Random(seed).randbytes(max(0, max_frame - 5))
+    with target.connect() as c:
+        switch_to_framed(c)
+        if max_frame < 5:
+            c.send(frame(b"Z" * max_frame))
+            c.expect_error("UNKNOWN", why=f"a frame of exactly max_frame={max_frame} bytes is processed")
+        else:
+            c.send(frame(b"ECHO " + data) + frame(b"PING"))
+            got = c.wire.read_frame(timeout=10)
+            if got != b"$" + data:
+                raise c.violation(
+                    f"a frame of exactly max_frame={max_frame} bytes (ECHO) was not answered with its data",
+                    expected=frame(b"$" + data)[:64],
+                    actual=(frame(got) if got is not None else c.wire.pending())[:64],
+                )
+        c.expect_frame(b"+PONG", timeout=REPLY_TIMEOUT, why="the connection stays usable")
+
+
+@requirement("CH-FRAME-12")
+def test_a_header_above_max_frame_gets_toolong_at_once(target: Target) -> None:
+    max_frame = target.declared.number("max_frame")
+    with target.connect("N = max_frame + 1") as c:
+        switch_to_framed(c)
+        c.send(frame(b"PING") + struct.pack(">I", max_frame + 1))
+        c.expect_frame(b"+PONG", timeout=REPLY_TIMEOUT, why="the frame before the oversized header")
+        c.expect_error(
+            "TOOLONG", timeout=TOOLONG_WITHIN, why=f"N = {max_frame + 1}, no payload byte sent (1 s + margin)"
+        )
+        c.expect_end(why="TOOLONG is a final message, and the client sent nothing more")
+    with target.connect("N = 0xFFFFFFFF right behind FRAMED") as c:
+        c.send(b"FRAMED\r\n\xff\xff\xff\xff")
+        c.expect_line(b"+OK\r\n", timeout=REPLY_TIMEOUT)
+        c.framed = True
+        c.expect_error("TOOLONG", timeout=TOOLONG_WITHIN, why="N = 0xFFFFFFFF, no payload byte sent (1 s + margin)")
+        c.expect_end(why="TOOLONG is a final message, and the client sent nothing more")
+
+
+@requirement("CH-FRAME-13")
+def test_a_zero_length_frame_gets_syntax_and_the_next_frame_works(target: Target) -> None:
+    with target.connect() as c:
+        switch_to_framed(c)
+        c.send(b"\x00\x00\x00\x00")
+        c.expect_error("SYNTAX", why="a zero-length frame", timeout=REPLY_TIMEOUT)
+        c.send(frame(b"PING"))
+        c.expect_frame(b"+PONG", timeout=REPLY_TIMEOUT, why="the frame after a zero-length frame")
+        c.send(frame(b"ECHO a") + b"\x00\x00\x00\x00" + frame(b"ECHO b"))
+        c.expect_frame(b"$a", timeout=REPLY_TIMEOUT)
+        c.expect_error("SYNTAX", why="a zero-length frame between two frames", timeout=REPLY_TIMEOUT)
+        c.expect_frame(b"$b", timeout=REPLY_TIMEOUT, why="the frame after a zero-length frame")
+
+
+@requirement("CH-FRAME-14")
+def test_framed_payloads_are_binary_safe_and_never_trimmed(target: Target) -> None:
+    key, empty = fresh_key(), fresh_key()
+    every_byte = b" \r\n" + bytes(range(256)) + b"\x00\r\n \t"
+    max_frame = target.declared.number("max_frame")
+    if len(b"SET " + key + b" " + every_byte) > max_frame:  # a small max_frame: a shorter value
+        every_byte = every_byte[: max_frame - len(b"SET " + key + b" ") - 3] + b"\r\n "
+    with target.connect() as c:
+        switch_to_framed(c)
+        c.send(frame(b"ECHO \x00\r\n \xff "))
+        c.expect_frame(b"$\x00\r\n \xff ", timeout=REPLY_TIMEOUT, why="the spec's example")
+        c.send(frame(b"ECHO \n") + frame(b"ECHO \r\n") + frame(b"ECHO  ") + frame(b"ECHO "))
+        for body in (b"$\n", b"$\r\n", b"$ ", b"$"):
+            c.expect_frame(body, timeout=REPLY_TIMEOUT)
+        c.send(frame(b"SET " + key + b" " + every_byte) + frame(b"GET " + key))
+        c.expect_frame(b"+OK", timeout=REPLY_TIMEOUT)
+        c.expect_frame(
+            b"$" + every_byte, timeout=REPLY_TIMEOUT, why="a value of every byte value, SP/CR/LF at both ends"
+        )
+        c.send(frame(b"SET " + empty + b" ") + frame(b"GET " + empty))
+        c.expect_frame(b"+OK", timeout=REPLY_TIMEOUT)
+        c.expect_frame(b"$", timeout=REPLY_TIMEOUT, why="the empty value")
+
+
+REPLY_FRAME = re.compile(
+    rb"\+PONG|\+OK|\$.*|_|:(0|-?[1-9][0-9]*)|-ERR (UNKNOWN|SYNTAX|TYPE|RANGE|STATE|TOOLONG) [^\n]*|"
+    rb"-ERR (UNKNOWN|SYNTAX|TYPE|RANGE|STATE|TOOLONG)",
+    re.S,
+)
+
+
+@requirement("CH-FRAME-15")
+def test_every_framed_reply_is_exactly_one_frame(target: Target) -> None:
+    key, text = fresh_key(), fresh_key()
+    requests: list[tuple[bytes, bytes | None]] = [  # (payload, exact reply or None: one well-formed reply)
+        (b"PING", b"+PONG"),
+        (b"ECHO a\r\n", b"$a\r\n"),
+        (b"SET " + key + b" 41", b"+OK"),
+        (b"INCR " + key, b":42"),
+        (b"GET " + key, b"$42"),
+        (b"DEL " + key, b":1"),
+        (b"GET " + key, b"_"),
+        (b"SLEEP 0", b"+OK"),
+        (b"INFO", None),
+        (b"BOGUS x", None),
+        (b"", None),
+        (b"FRAMED", None),
+        (b"GET a b", None),
+        (b"SET " + text + b" abc", b"+OK"),
+        (b"INCR " + text, None),
+        (b"SLEEP 99999", None),
+    ]
+    with target.connect() as c:
+        switch_to_framed(c)
+        c.send(b"".join(frame(p) for p, _ in requests) + frame(b"ECHO end"))
+        for payload, exact in [*requests, (b"ECHO end", b"$end")]:
+            got = c.wire.read_frame(timeout=REPLY_TIMEOUT)
+            what = f"the reply to the frame {escape(payload)!r}"
+            if got is None:
+                raise c.violation(f"{what} is not a complete frame", actual=c.wire.pending())
+            if exact is not None and got != exact:
+                raise c.violation(
+                    f"{what} is not the one frame {escape(exact)}", expected=frame(exact), actual=frame(got)
+                )
+            if exact is None and (not REPLY_FRAME.fullmatch(got) or (got.startswith(b"-") and b"\n" in got)):
+                raise c.violation(
+                    f"{what} is not one frame holding a line-mode response without its CRLF",
+                    expected="one frame: +PONG, +OK, $value, _, :n or -ERR CODE [text] (no LF in the text)",
+                    actual=frame(got),
+                )
+        c.expect_silence(0.05, why="nothing is written between or after frames")
+    max_frame = target.declared.number("max_frame")
+    with target.connect("TOOLONG in framed mode") as c:
+        switch_to_framed(c)
+        # The whole oversized frame, so that even a server that waits for the
+        # body (CH-FRAME-12) sends its TOOLONG, and this check judges its form.
+        c.send(struct.pack(">I", max_frame + 1) + b"\x00" * min(max_frame + 1, BODY_CAP))
+        c.expect_error("TOOLONG", timeout=TOOLONG_WITHIN, why="the unsolicited TOOLONG is one frame too")
+        c.expect_end(allow_reset=True, why="nothing but the TOOLONG frame before the close")
+
+
+@requirement("CH-FRAME-16")
+def test_framed_in_framed_mode_gets_state_and_stays_framed(target: Target) -> None:
+    with target.connect() as c:
+        switch_to_framed(c)
+        c.send(frame(b"FRAMED"))
+        c.expect_error("STATE", why="FRAMED in framed mode", timeout=REPLY_TIMEOUT)
+        c.send(frame(b"PING") + frame(b"ECHO still framed"))
+        c.expect_frame(b"+PONG", timeout=REPLY_TIMEOUT, why="the connection stays in framed mode")
+        c.expect_frame(b"$still framed", timeout=REPLY_TIMEOUT)
+
+
+# ---- section 10: pipelining and half-close ---------------------------------------------
+
+
+@requirement("CH-FRAME-17")
+def test_pipelined_lines_are_all_answered_in_order(target: Target) -> None:
+    key = fresh_key()
+    requests, replies = [b"SLEEP 50\r\n"], [b"+OK\r\n"]  # the rest arrives while the SLEEP runs
+    for i in range(1, 201):
+        requests += [b"INCR " + key + b"\r\n", b"ECHO %d\n" % i, b"PING\r\n"]
+        replies += [b":%d\r\n" % i, b"$%d\r\n" % i, b"+PONG\r\n"]
+    requests.append(b"GET " + key + b"\r\n")
+    replies.append(b"$200\r\n")
+    expected = b"".join(replies)
+    with target.connect() as c:
+        c.send(b"".join(requests))
+        got = c.wire.read_exactly(len(expected), timeout=5)
+        if got != expected:
+            raise c.violation(
+                f"{len(requests)} requests sent in one send did not get one reply each, in order",
+                expected=expected,
+                actual=got + c.wire.pending(),
+            )
+
+
+@requirement("CH-FRAME-17")
+def test_pipelined_frames_are_all_answered_in_order(target: Target) -> None:
+    key = fresh_key()
+    requests, replies = [frame(b"SLEEP 50")], [frame(b"+OK")]
+    for i in range(1, 201):
+        requests += [frame(b"INCR " + key), frame(b"ECHO %d" % i), frame(b"PING")]
+        replies += [frame(b":%d" % i), frame(b"$%d" % i), frame(b"+PONG")]
+    requests.append(frame(b"GET " + key))
+    replies.append(frame(b"$200"))
+    expected = b"".join(replies)
+    with target.connect() as c:
+        switch_to_framed(c)
+        c.send(b"".join(requests))
+        got = c.wire.read_exactly(len(expected), timeout=5)
+        if got != expected:
+            raise c.violation(
+                f"{len(requests)} frames sent in one send did not get one reply frame each, in order",
+                expected=expected,
+                actual=got + c.wire.pending(),
+            )
+
+
+@requirement("CH-FRAME-18")
+def test_a_stream_sent_one_byte_per_segment_gets_the_same_replies(target: Target) -> None:
+    key = fresh_key()
+    lines = b"SET " + key + b" v\r\nGET " + key + b"\nECHO a\r\rb\r\nECHO c\r\nPING\r\n"
+    line_replies = b"+OK\r\n$v\r\n$a\r\rb\r\n$c\r\n+PONG\r\n"
+    with target.connect("line mode, one byte per segment") as c:
+        got = exchange_in_pieces(c, lines, list(range(1, len(lines))), len(line_replies))
+        if got != line_replies:
+            raise c.violation(
+                "a line stream sent one byte per segment got other replies", expected=line_replies, actual=got
+            )
+    if not target.declared.has("framed"):
+        return
+    framed = b"FRAMED\r\n" + frame(b"SET " + key + b" a\r\nb") + frame(b"GET " + key) + frame(b"PING")
+    framed_replies = b"+OK\r\n" + frame(b"+OK") + frame(b"$a\r\nb") + frame(b"+PONG")
+    with target.connect("framed mode, one byte per segment") as c:
+        got = exchange_in_pieces(c, framed, list(range(1, len(framed))), len(framed_replies))
+        if got != framed_replies:
+            raise c.violation(
+                "FRAMED and frames sent one byte per segment got other replies", expected=framed_replies, actual=got
+            )
+
+
+@requirement("CH-FRAME-18")
+@NETWORK_EXAMPLES
+@given(script=scripts(LINE_DATA, line_mode=True), data=st.data())
+def test_line_replies_do_not_depend_on_segmentation(target: Target, script: list[Op], data: st.DataObject) -> None:
+    def build(keys: list[bytes]) -> tuple[bytes, bytes, list[int]]:
+        return line_exchange(script, keys)
+
+    stream, expected, special = build(new_keys())
+    cuts = data.draw(cut_points(len(stream), special), label="cuts")
+    with target.connect("line requests cut into segments") as c:
+        got = exchange_in_pieces(c, stream, cuts, len(expected))
+    judge_segmentation(target, c, got=got, expected=expected, build=build, cuts=cuts, what="a line-mode request stream")
+
+
+@requirement("CH-FRAME-18")
+@NETWORK_EXAMPLES
+@given(script=scripts(FRAME_DATA, line_mode=False), switch=st.sampled_from([b"\r\n", b"\n"]), data=st.data())
+def test_framed_replies_do_not_depend_on_segmentation(
+    target: Target, script: list[Op], switch: bytes, data: st.DataObject
+) -> None:
+    if not target.declared.has("framed"):
+        return  # the line-mode half of CH-FRAME-18 is judged by the check above
+
+    def build(keys: list[bytes]) -> tuple[bytes, bytes, list[int]]:
+        return framed_exchange(script, keys, switch)
+
+    stream, expected, special = build(new_keys())
+    cuts = data.draw(cut_points(len(stream), special), label="cuts")
+    with target.connect("FRAMED and frames cut into segments") as c:
+        got = exchange_in_pieces(c, stream, cuts, len(expected))
+    judge_segmentation(
+        target, c, got=got, expected=expected, build=build, cuts=cuts, what="FRAMED and a framed request stream"
+    )
+
+
+@requirement("CH-FRAME-19")
+def test_after_a_half_close_complete_lines_are_answered(target: Target) -> None:
+    key = fresh_key()
+    with target.connect() as c:
+        c.send(b"SET " + key + b" v\r\nSLEEP 300\r\nGET " + key + b"\r\nPING\n")
+        c.expect_line(b"+OK\r\n")
+        c.quiet_for(0.1)  # shut down while the SLEEP runs, with requests waiting behind it
+        c.shutdown_write()
+        c.expect_lines([b"+OK\r\n", b"$v\r\n", b"+PONG\r\n"])
+        c.expect_end(why="after the last reply the server closes (all input was read, so with a FIN)")
+
+
+@requirement("CH-FRAME-19")
+def test_after_a_half_close_complete_frames_are_answered(target: Target) -> None:
+    if not target.declared.has("framed"):
+        return  # the line-mode half of CH-FRAME-19 is judged by the check above
+    key = fresh_key()
+    with target.connect() as c:
+        c.send(
+            b"FRAMED\r\n" + frame(b"SET " + key + b" v\n") + frame(b"SLEEP 300") + frame(b"GET " + key) + frame(b"PING")
+        )
+        c.shutdown_write()
+        expect_bytes(c, b"+OK\r\n" + frame(b"+OK") + frame(b"+OK") + frame(b"$v\n") + frame(b"+PONG"), "every reply")
+        c.expect_end(why="after the last reply the server closes (all input was read, so with a FIN)")
+
+
+@requirement("CH-FRAME-20")
+def test_after_a_half_close_a_partial_line_is_dropped(target: Target) -> None:
+    for tail in (b"SET {key} partial", b"ECHO partial\r", b"S"):
+        key = fresh_key()
+        with target.connect(f"a trailing {tail!r}") as c:
+            c.send(b"PING\r\n" + tail.replace(b"{key}", key))
+            c.shutdown_write()
+            c.expect_line(b"+PONG\r\n")
+            c.expect_end(why="a partial line before EOF gets no reply, not even an error")
+        if b"{key}" in tail:
+            with target.connect("checking the store") as check:
+                check.send(b"GET " + key + b"\r\n")
+                check.expect_line(b"_\r\n", why="the partial SET must not be executed")
+
+
+@requirement("CH-FRAME-20")
+def test_after_a_half_close_a_partial_frame_is_dropped(target: Target) -> None:
+    if not target.declared.has("framed"):
+        return  # the line-mode half of CH-FRAME-20 is judged by the check above
+    key = fresh_key()
+    for label, tail in (
+        ("a frame missing its last byte", frame(b"SET " + key + b" v")[:-1]),
+        ("half a header", b"\x00\x00"),
+        ("a header and part of its payload", b"\x00\x00\x00\x0aPIN"),
+    ):
+        with target.connect(f"a trailing partial frame: {label}") as c:
+            c.send(b"FRAMED\r\n" + frame(b"PING") + tail)
+            c.shutdown_write()
+            expect_bytes(c, b"+OK\r\n" + frame(b"+PONG"), "+OK and the +PONG frame")
+            c.expect_end(why=f"{label} before EOF gets no reply, not even an error")
+    with target.connect("checking the store") as check:
+        check.send(b"GET " + key + b"\r\n")
+        check.expect_line(b"_\r\n", why="the partial SET frame must not be executed")
