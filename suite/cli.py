@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument(
         "--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server"
     )
+    targets.add_argument(
+        "--image", action="append", default=[], metavar="IMAGE[:ARCH]", help="reference servers in containers"
+    )
     r.add_argument("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
     r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
     r.add_argument("--json", metavar="FILE", help="write the results as JSON")

@@ -149,6 +149,61 @@ def _build(engine: Any, context: str, tag: str, base_name: str, log: Log) -> Non
     log(f"image {tag} ready")
 
 
+def build_suite_image(engine: Any, base: Base, log: Log = print) -> str:
+    """The suite on ``base``, installed from a wheelhouse built here on the host:
+    containers here cannot verify TLS to the package index, and verification
+    is never turned off."""
+    base_name = ensure_base(engine, base, log)
+    python = image_facts(engine, base_name)["python"]
+    tag = f"{SUITE_REPOSITORY}:{base.key}"
+    with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
+        wheelhouse = Path(context) / "wheelhouse"
+        build_wheelhouse(wheelhouse, python, log)
+        shutil.copy(DOCKER_DIR / "suite.Dockerfile", Path(context) / "Dockerfile")
+        _build(engine, context, tag, base_name, log)
+    return tag
+
+
+def build_wheelhouse(directory: Path, python: str, log: Log = print) -> None:
+    """Wheels of sockspec and everything it needs, for CPython ``python`` on Linux."""
+    root = Path(__file__).resolve().parents[2]
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sockspec-source-") as scratch:
+        source = Path(scratch) / "sockspec"
+        shutil.copytree(
+            root,
+            source,
+            ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "tests"),
+        )
+        shutil.copy(root / "PROTOCOL.md", source / "suite" / "PROTOCOL.md")  # the suite reads its spec
+        log(f"building the sockspec wheel and downloading its dependencies for Python {python}")
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(source)], check=True)
+    major_minor = ".".join(python.split(".")[:2])
+    platforms = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]
+    subprocess.run(
+        [
+            *pip,
+            "download",
+            "--dest",
+            str(directory),
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            major_minor,
+            *[arg for platform in platforms for arg in ("--platform", platform)],
+            *_dependencies(root),
+        ],
+        check=True,
+    )
+
+
+def _dependencies(root: Path) -> list[str]:
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    return list(project["project"]["dependencies"])
+
+
 def image_facts(engine: Any, image: str) -> dict[str, str]:
     """The Python and OpenSSL versions inside ``image`` (for the matrix report)."""
     probe = (
