@@ -39,7 +39,7 @@ class DockerEnvironment:
         try:
             for base in bases:
                 environment.images[base.key] = build_server_image(engine, base, log)
-                environment.facts[base.key] = image_facts(engine, environment.images[base.key])
+                environment.facts[base.key] = image_facts(engine, environment.images[base.key], labels)
         except BaseException:
             environment.close()
             raise

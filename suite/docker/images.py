@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import engine as docker_engine
 from .engine import PROJECT, PROJECT_LABEL
 
 DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
@@ -204,14 +205,22 @@ def _dependencies(root: Path) -> list[str]:
     return list(project["project"]["dependencies"])
 
 
-def image_facts(engine: Any, image: str) -> dict[str, str]:
+def image_facts(engine: Any, image: str, labels: dict[str, str] | None = None) -> dict[str, str]:
     """The Python and OpenSSL versions inside ``image`` (for the matrix report)."""
     probe = (
         "import json, ssl, sys; print(json.dumps({'python': sys.version.split()[0], 'openssl': ssl.OPENSSL_VERSION}))"
     )
-    output = engine.containers.run(
-        image, ["-c", probe], entrypoint="python3", remove=True, labels={PROJECT_LABEL: PROJECT}
+    # Created, run and removed explicitly (not run(remove=True)): an interrupt
+    # in the middle must not leave the container behind.
+    container = engine.containers.create(
+        image, ["-c", probe], entrypoint="python3", labels=labels or docker_engine.labels("facts")
     )
+    try:
+        container.start()
+        container.wait(timeout=60)
+        output = container.logs(stdout=True, stderr=False)
+    finally:
+        container.remove(force=True)
     facts: dict[str, str] = json.loads(bytes(output).decode())
     facts["image"] = image
     return facts

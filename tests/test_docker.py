@@ -1,0 +1,130 @@
+"""Containerised runs: images, the architecture x image matrix, the suite
+image, and cleanup after normal and interrupted runs. Real Docker engine,
+real containers; skipped without an engine, failing instead in CI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suite.docker import engine as docker_engine
+from suite.docker import images
+from tests.docker_support import docker_or_skip
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def engine() -> object:
+    return docker_or_skip()
+
+
+def leftovers(engine: object) -> list[str]:
+    return docker_engine.leftovers(engine)
+
+
+def test_a_second_build_reuses_every_layer(engine: object) -> None:
+    base = images.load_bases()["bookworm"]
+    first = images.build_server_image(engine, base, log=lambda line: None)
+    first_id = engine.images.get(first).id  # type: ignore[attr-defined]
+    second = images.build_server_image(engine, base, log=lambda line: None)
+    assert engine.images.get(second).id == first_id, "expected the cached image, not a rebuild"  # type: ignore[attr-defined]
+
+
+def test_every_image_is_labelled_with_the_project(engine: object) -> None:
+    for base in images.load_bases().values():
+        tag = images.build_server_image(engine, base, log=lambda line: None)
+        labels = engine.images.get(tag).labels  # type: ignore[attr-defined]
+        assert labels.get(docker_engine.PROJECT_LABEL) == docker_engine.PROJECT, (tag, labels)
+
+
+def test_the_matrix_of_seven_architectures_by_two_images_passes_every_must(engine: object, tmp_path: Path) -> None:
+    report = tmp_path / "matrix.json"
+    command = [
+        sys.executable, "-m", "suite.cli", "matrix",
+        "--arch", "all", "--images", "bookworm,trixie", "--json", str(report), "-n", "2",
+    ]  # fmt: skip
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
+    elapsed = time.monotonic() - started
+    tail = (result.stdout + result.stderr)[-5000:]
+    data = json.loads(report.read_text())
+    cells = data["matrix"]["cells"]
+    assert len(cells) == 14, f"expected 14 cells, got {len(cells)}"
+    failing = [
+        f"{t['name']}: {r['id']} {r['verdict']} {r['detail']}"
+        for t in data["targets"]
+        for r in t["results"]
+        if r["verdict"] in ("FAIL", "ERROR")
+    ]
+    assert not failing, "\n".join(failing) + "\n" + tail
+    for cell in cells:
+        assert cell["passes_every_must"], cell
+        assert cell["python"] and cell["openssl"] and cell["image_name"], cell
+    assert {c["python"][:4] for c in cells} == {"3.11", "3.13"}, "bookworm has Python 3.11 and trixie 3.13"
+    assert result.returncode == 0, tail
+    assert leftovers(engine) == [], "the run left Docker objects behind"
+    print(f"matrix: 14 cells in {elapsed:.0f} s")
+
+
+def test_an_interrupted_run_leaves_no_container_or_network(engine: object, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "suite.cli", "run", "--image", "bookworm:all", "-n", "2"]
+    since = int(time.time()) - 1
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        # Wait for the engine to report the run's first container start (or give up at `until`).
+        starts = engine.events(  # type: ignore[attr-defined]
+            since=since,
+            until=since + 120,
+            decode=True,
+            filters={
+                "type": "container",
+                "event": "start",
+                "label": f"{docker_engine.PROJECT_LABEL}={docker_engine.PROJECT}",
+            },
+        )
+        started = next(iter(starts), None)
+        assert started is not None, "the run never started a container"
+        assert _run_containers(engine), "no container of the run is up"
+        process.send_signal(signal.SIGINT)
+        process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert leftovers(engine) == [], "an interrupted run left Docker objects behind"
+
+
+def _run_containers(engine: object) -> list[object]:
+    return engine.containers.list(filters={"label": [f"{docker_engine.PROJECT_LABEL}={docker_engine.PROJECT}"]})  # type: ignore[attr-defined]
+
+
+def test_the_suite_image_checks_a_server_by_address(engine: object) -> None:
+    base = images.load_bases()["bookworm"]
+    suite_image = images.build_suite_image(engine, base, log=lambda line: None)
+    server_image = images.build_server_image(engine, base, log=lambda line: None)
+    run_id = docker_engine.new_run_id()
+    labels = docker_engine.labels(run_id)
+    network = engine.networks.create(f"sockspec-{run_id}", driver="bridge", labels=labels)  # type: ignore[attr-defined]
+    try:
+        server = engine.containers.run(  # type: ignore[attr-defined]
+            server_image, ["evented", "--host", "0.0.0.0", "--port", "4481"],
+            detach=True, network=network.name, labels=labels,
+        )  # fmt: skip
+        server.reload()
+        address = server.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+        output = engine.containers.run(  # type: ignore[attr-defined]
+            suite_image, ["sockspec", "run", "--address", f"{address}:4481", "--only", "CH-CMD-*,CH-FRAME-2"],
+            network=network.name, labels=labels, remove=True,
+        )  # fmt: skip
+        text = bytes(output).decode()
+        assert " passed" in text and "failed" not in text, text[-2000:]
+    finally:
+        docker_engine.sweep(engine, run_id)
+    assert leftovers(engine) == []
