@@ -1,0 +1,85 @@
+"""The sockspec command: bad input gets a one-line reason and exit 2, never a
+traceback; good input does what it says."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sockspec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "suite.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "usage"),
+        (("bogus",), "invalid choice"),
+        (("run",), "no target"),
+        (("run", "--reference", "nope"), "unknown architecture"),
+        (("run", "--address", "localhost"), "HOST:PORT"),
+        (("run", "--image", "nope"), "unknown image"),
+        (("run", "--reference", "evented", "--declare", "x"), "KEY=VALUE"),
+        (("run", "--reference", "evented", "--seed", "x"), "invalid int value"),
+        (("run", "--reference", "evented", "--only", "CH-NONE-*"), "selects no check"),
+        (("run", "--cmd", "python3 -m x --port {nope}"), "unknown placeholder"),
+        (("matrix", "--images", "nope"), "unknown image"),
+        (("matrix", "--arch", "nope"), "unknown architecture"),
+        (("ping", "--reference", "nope"), "unknown architecture"),
+        (("serve", "nope"), "invalid choice"),
+        (("serve", "evented", "--port", "70000"), "not a port number"),
+        (("serve", "evented", "--idle-timeout", "soon"), "not a number of seconds"),
+        (("serve", "evented", "--tls-port", "0"), "--tls-port needs --cert"),
+    ],
+)
+def test_bad_input_exits_2_with_a_reason_and_no_traceback(args: tuple[str, ...], message: str) -> None:
+    result = sockspec(*args)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, f"sockspec {' '.join(args)}: expected exit 2, got {result.returncode}\n{output}"
+    assert message in output, f"expected {message!r} in:\n{output}"
+    assert "Traceback" not in output, output
+
+
+def test_serve_with_a_busy_port_exits_1_with_a_reason() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "reference_servers", "evented", "--port", "0"], stdout=subprocess.PIPE, text=True
+    ) as first:
+        try:
+            assert first.stdout is not None
+            port = first.stdout.readline().split()[3]
+            result = sockspec("serve", "serial", "--port", port, timeout=30)
+            assert result.returncode == 1, result.stderr
+            assert "cannot start" in result.stderr and "Traceback" not in result.stderr, result.stderr
+        finally:
+            first.terminate()
+            first.wait(10)
+
+
+def test_run_against_a_running_server_by_address(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "reference_servers", "thread-pool", "--port", "0"], stdout=subprocess.PIPE, text=True
+    ) as server:
+        try:
+            assert server.stdout is not None
+            _, _, host, port = server.stdout.readline().split()[:4]
+            result = sockspec(
+                "run", "--address", f"{host}:{port}", "--only", "CH-CMD-*", "--junit", str(tmp_path / "j.xml")
+            )
+            assert result.returncode == 0, result.stdout[-3000:]
+            assert (tmp_path / "j.xml").read_text().count("<testcase") >= 15
+        finally:
+            server.terminate()
+            server.wait(10)
