@@ -12,7 +12,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from suite.api import Probe, Violation, fresh_key, requirement
+from suite.api import Measure, Probe, Violation, fresh_key, requirement
 from suite.escape import escape
 from suite.targets.base import Target
 from suite.wire import Ending, Transcript, WireTimeout
@@ -154,9 +154,9 @@ def test_every_error_reply_has_the_fixed_form(target: Target) -> None:
     with target.connect("an oversized line") as c:
         transcripts.append(c.wire.transcript)
         c.send(b"ECHO " + b"x" * max_line + b"\r\n")
-        reply = c.wire.read_line(TOOLONG_WITHIN)
-        if reply is not None:
-            judge_line(b"ECHO " + b"x" * max_line, reply)
+        toolong = c.wire.read_line(TOOLONG_WITHIN)
+        if toolong is not None:
+            judge_line(b"ECHO " + b"x" * max_line, toolong)
     if target.declared.has("framed"):
         with target.connect("framed mode") as c:
             transcripts.append(c.wire.transcript)
@@ -596,7 +596,7 @@ def time_until_closed(c: Probe, since: float, limit: float, chunk: bytes) -> flo
         c.wire.transcript.add("TX", f"(kept sending: {sent} bytes in chunks of {len(chunk)})".encode())
 
 
-def closes_in_time(c: Probe, what: str, chunk: bytes, measure: Callable[..., None]) -> None:
+def closes_in_time(c: Probe, what: str, chunk: bytes, measure: Measure) -> None:
     since = time.monotonic()
     limit = DRAIN_LIMIT + DRAIN_MARGIN
     elapsed = time_until_closed(c, since, limit, chunk)
@@ -611,9 +611,7 @@ def closes_in_time(c: Probe, what: str, chunk: bytes, measure: Callable[..., Non
 
 
 @requirement("CH-ERR-9")
-def test_the_socket_closes_soon_after_bye_although_the_client_keeps_sending(
-    target: Target, measure: Callable[..., None]
-) -> None:
+def test_the_socket_closes_soon_after_bye_although_the_client_keeps_sending(target: Target, measure: Measure) -> None:
     with target.connect() as c:
         c.send(b"QUIT\r\n")
         c.expect_line(b"+BYE\r\n", timeout=REPLY_TIMEOUT)
@@ -621,9 +619,7 @@ def test_the_socket_closes_soon_after_bye_although_the_client_keeps_sending(
 
 
 @requirement("CH-ERR-9")
-def test_the_socket_closes_soon_after_toolong_although_the_line_goes_on(
-    target: Target, measure: Callable[..., None]
-) -> None:
+def test_the_socket_closes_soon_after_toolong_although_the_line_goes_on(target: Target, measure: Measure) -> None:
     max_line = target.declared.number("max_line")
     with target.connect() as c:
         c.send(b"ECHO " + b"x" * max_line + b"\r\n")  # with its LF: TOOLONG however the server decides
