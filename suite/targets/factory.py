@@ -224,10 +224,13 @@ class TargetPool:
     def _with_info(self, target: Target) -> Target:
         try:
             with Wire.connect(target.endpoint.host, target.endpoint.port, timeout=self.timeout) as wire:
+                # One request at a time: a server that mishandles pipelining must
+                # still get its declaration read (its pipelining is judged elsewhere).
+                wire.send(b"INFO\r\n", self.timeout)
+                line = wire.read_line(self.timeout) or b""
                 # QUIT, and wait for the server's close, so that this connection
                 # no longer counts against the limit when the checks begin.
-                wire.send(b"INFO\r\nQUIT\r\n", self.timeout)
-                line = wire.read_line(self.timeout) or b""
+                wire.send(b"QUIT\r\n", self.timeout)
                 wire.wait_for_end(self.timeout)
         except (OSError, WireTimeout) as error:
             raise HarnessError(f"{target.name}: cannot connect to {target.endpoint}: {error}") from None
