@@ -2,6 +2,8 @@
 
 - ``sockspec serve ARCH [flags]``: run a reference server (same as
   ``python -m reference_servers ARCH``).
+- ``sockspec client [flags] HOST PORT COMMAND [ARGS...]``: the reference
+  client (same as ``python -m reference_client``).
 - ``sockspec ping --reference all``: start reference servers locally and
   report whether each answers.
 - ``sockspec run TARGET [options]``: the conformance suite (a thin layer over
@@ -22,6 +24,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
+from reference_client.cli import main as client
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
@@ -38,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "serve":
         # The server's own parser owns its flags, so both spellings behave alike.
         return serve(args[1:], prog="sockspec serve")
+    if args and args[0] == "client":
+        return client(args[1:], prog="sockspec client")
     parser = _parser()
     options = parser.parse_args(args)
     if options.command is None:
@@ -54,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sockspec", description="Conformance checks for CloudHash/1 servers.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("serve", help="run a reference server (see `sockspec serve --help`)")
+    commands.add_parser("client", help="the reference client (see `sockspec client --help`)")
     p = commands.add_parser("ping", help="start reference servers and report whether each answers")
     p.add_argument(
         "--reference",

@@ -11,7 +11,7 @@ from pathlib import Path
 HEADING = re.compile(r"^### (CH-([A-Z]+)-(\d+)) \((MUST|SHOULD)\) — (.+?)\s*$")
 FEATURE = re.compile(r"^Feature: (.+)$")
 APPLIES = re.compile(r"^Applies when: (.+)$")
-OPTIONAL_FEATURES = ("framed", "tls", "starttls", "urgent")
+OPTIONAL_FEATURES = frozenset({"framed", "tls", "starttls", "urgent"})
 
 
 @dataclass(frozen=True)

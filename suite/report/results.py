@@ -8,6 +8,7 @@ from typing import Any
 
 from .. import requirements
 from ..outcome import CheckOutcome
+from ..requirements import OPTIONAL_FEATURES
 from ..verdicts import Verdict, worst
 
 
@@ -59,7 +60,10 @@ class TargetResult:
         optional = [r for r in musts if r.feature is not None]
         if not core or any(r.verdict.fails_run(strict=False) for r in core):
             return "none"
-        if optional and all(r.verdict in (Verdict.PASS, Verdict.INFO) for r in optional):
+        # Full needs all four features declared and none of their MUSTs broken; a
+        # requirement that does not apply (Applies when:) holds vacuously.
+        declared = set(self.declared.get("features", "").split(","))
+        if declared >= OPTIONAL_FEATURES and not any(r.verdict.fails_run(strict=False) for r in optional):
             return "full"
         return "core"
 
