@@ -14,8 +14,13 @@ class Listener:
     sock: socket.socket
     tls: bool
 
+    def __post_init__(self) -> None:
+        # Kept after close: a loop must unwatch the number it watched, even
+        # when another thread closed the socket first (on a stop).
+        self._fd = self.sock.fileno()
+
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self._fd
 
     def accept(self) -> socket.socket | None:
         """One pending connection, or None when another worker took it first."""

@@ -8,6 +8,7 @@ byte's signal.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import select
@@ -54,7 +55,9 @@ class SessionSet:
 
     def unwatch(self, fd: int) -> None:
         if self._watchers.pop(fd, None) is not None:
-            self._epoll.unregister(fd)
+            # Closing a descriptor removes it from epoll by itself; it may be closed already.
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
 
     def close(self) -> None:
         for session in list(self._sessions.values()):

@@ -17,7 +17,7 @@ from ..probe import HarnessError, Unsupported
 from ..wire import Wire, WireTimeout
 from .base import Declared, Target, TlsTrust
 from .container import CERTS_MOUNT, ContainerProcess
-from .process import Endpoint, ServerProcess, TargetNotReady, free_port
+from .process import Endpoint, ServerProcess, TargetNotReady, free_ports
 
 PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle")
 SHARED_IDLE = 60.0  # long enough that no ordinary check meets it
@@ -181,24 +181,32 @@ class TargetPool:
         if spec.image is not None:
             return self._launch_container(spec, idle)
         assert spec.template is not None
-        port, tls_port = free_port(), free_port()
-        values = {
-            "port": str(port),
-            "tls_port": str(tls_port),
-            "cert": str(self.certs.cert),
-            "key": str(self.certs.key),
-            "ca": str(self.certs.ca),
-            "idle": f"{idle:g}",
-        }
-        process = ServerProcess(fill_template(spec.template, values))
-        try:
-            endpoint = process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
-        except BaseException:
-            process.kill()
-            raise
-        if endpoint.tls_port is None and "{tls_port}" in spec.template:
-            endpoint = Endpoint(endpoint.host, endpoint.port, tls_port)
-        return process, endpoint
+        for attempt in (1, 2):
+            port, tls_port = free_ports(2)
+            values = {
+                "port": str(port),
+                "tls_port": str(tls_port),
+                "cert": str(self.certs.cert),
+                "key": str(self.certs.key),
+                "ca": str(self.certs.ca),
+                "idle": f"{idle:g}",
+            }
+            process = ServerProcess(fill_template(spec.template, values))
+            try:
+                endpoint = process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
+            except TargetNotReady:
+                process.kill()
+                # Another program may have taken a port between choosing and binding: once more.
+                if attempt == 1 and process.exited_early:
+                    continue
+                raise
+            except BaseException:
+                process.kill()
+                raise
+            if endpoint.tls_port is None and "{tls_port}" in spec.template:
+                endpoint = Endpoint(endpoint.host, endpoint.port, tls_port)
+            return process, endpoint
+        raise AssertionError("unreachable")
 
     def _launch_container(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
         docker = self.docker

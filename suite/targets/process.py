@@ -57,6 +57,7 @@ class ServerProcess:
         self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_line: bytes | None = None
+        self.exited_early = False  # it ended before it was ready
         self.stdout_extra = bytearray()  # anything printed besides READY
         self._stdout_buffer = bytearray()
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
@@ -98,6 +99,7 @@ class ServerProcess:
                     return Endpoint(host, int(match.group(2)), int(tls) if tls else None)
                 self.stdout_extra += line
             if self.process.poll() is not None:
+                self.exited_early = True
                 raise TargetNotReady(
                     f"the target exited with status {self.process.returncode} before it was ready; "
                     f"stderr: {self.stderr_tail()!r}"
@@ -190,6 +192,14 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports that were free a moment ago (all held at once
+    while choosing, so two calls in a row cannot hand out the same one)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
