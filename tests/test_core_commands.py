@@ -11,8 +11,9 @@ import struct
 
 import pytest
 
-from reference_servers.core import Close, DictStore, Send, ServerConnection, ServerInfo, StartTLS
+from reference_servers.core import Close, DictStore, Send, ServerConnection, StartTLS
 from reference_servers.core.connection import Event
+from tests.core_support import make_info
 
 T0 = 50.0
 REQUIRED_INFO_KEYS = (
@@ -29,19 +30,6 @@ REQUIRED_INFO_KEYS = (
 
 
 # ---- helpers -----------------------------------------------------------------
-
-
-def make_info(**overrides: object) -> ServerInfo:
-    fields: dict[str, object] = {
-        "arch": "serial",
-        "concurrency": 1,
-        "max_connections": 1,
-        "overflow": "queue",
-        "idle_timeout_ms": 300_000,
-        "features": frozenset({"framed", "urgent"}),
-    }
-    fields.update(overrides)
-    return ServerInfo(**fields)  # type: ignore[arg-type]
 
 
 def connect(

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reference_servers.core import Close, DictStore, Send, ServerConnection, ServerInfo
+from reference_servers.core import Close, DictStore, Send, ServerConnection
 from reference_servers.core.connection import Event
 from reference_servers.core.framing import NEED_DATA, TOO_LONG, cut_frame, cut_line, encode_frame, encode_line
+from tests.core_support import make_info
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -27,19 +28,6 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 # ---- helpers -----------------------------------------------------------------
-
-
-def make_info(**overrides: object) -> ServerInfo:
-    fields: dict[str, object] = {
-        "arch": "serial",
-        "concurrency": 1,
-        "max_connections": 1,
-        "overflow": "queue",
-        "idle_timeout_ms": 300_000,
-        "features": frozenset({"framed", "urgent"}),
-    }
-    fields.update(overrides)
-    return ServerInfo(**fields)  # type: ignore[arg-type]
 
 
 def connect(now: float = T0, **info_overrides: object) -> ServerConnection:
