@@ -4,12 +4,11 @@ Violation carrying everything needed to explain the failure."""
 from __future__ import annotations
 
 import select
-import struct
 import time
 from dataclasses import dataclass, field
 
 from .escape import escape
-from .wire import Ending, Transcript, Wire
+from .wire import Ending, Transcript, Wire, frame
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -67,7 +66,7 @@ class Probe:
             raise self.violation(f"sending failed: {error}") from None
 
     def send_frame(self, payload: bytes) -> None:
-        self.send(struct.pack(">I", len(payload)) + payload)
+        self.send(frame(payload))
 
     def send_slowly(self, data: bytes, pieces: list[int], gap: float = 0.005) -> None:
         """Send ``data`` cut at ``pieces`` (lengths), pausing between them so
@@ -102,12 +101,7 @@ class Probe:
     def expect_line(self, expected: bytes, timeout: float | None = None, why: str = "") -> None:
         got = self.wire.read_line(self.timeout if timeout is None else timeout)
         if got != expected:
-            summary = f"expected the response {escape(expected)!s}"
-            if why:
-                summary += f" ({why})"
-            if got is None:
-                summary += f", got {self._nothing()}"
-            raise self.violation(summary, expected=expected, actual=got if got is not None else self.wire.pending())
+            raise self._mismatch(f"expected the response {escape(expected)}", why, got, expected)
 
     def expect_lines(self, expected: list[bytes], timeout: float | None = None) -> None:
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
@@ -119,12 +113,7 @@ class Probe:
     def expect_prefix(self, prefix: bytes, timeout: float | None = None, why: str = "") -> bytes:
         got = self.wire.read_line(self.timeout if timeout is None else timeout)
         if got is None or not got.startswith(prefix) or not got.endswith(b"\r\n"):
-            summary = f"expected a line starting {escape(prefix)} and ending \\r\\n"
-            if why:
-                summary += f" ({why})"
-            if got is None:
-                summary += f", got {self._nothing()}"
-            raise self.violation(summary, expected=prefix, actual=got if got is not None else self.wire.pending())
+            raise self._mismatch(f"expected a line starting {escape(prefix)} and ending \\r\\n", why, got, prefix)
         return got
 
     def frame(self, what: str = "a response frame", timeout: float | None = None) -> bytes:
@@ -137,13 +126,7 @@ class Probe:
         got = self.wire.read_frame(self.timeout if timeout is None else timeout)
         if got != payload:
             summary = f"expected a frame with payload {escape(payload)}"
-            if why:
-                summary += f" ({why})"
-            if got is None:
-                summary += f", got {self._nothing()}"
-            expected = struct.pack(">I", len(payload)) + payload
-            actual = (struct.pack(">I", len(got)) + got) if got is not None else self.wire.pending()
-            raise self.violation(summary, expected=expected, actual=actual)
+            raise self._mismatch(summary, why, frame(got) if got is not None else None, frame(payload))
 
     def expect_reply(self, body: bytes, why: str = "", timeout: float | None = None) -> None:
         """A response in the current mode: a line with CRLF, or a frame."""
@@ -164,12 +147,7 @@ class Probe:
                 got == prefix + b"\r\n" or (got.startswith(prefix + b" ") and got.endswith(b"\r\n"))
             )
         if not ok:
-            summary = f"expected -ERR {code}"
-            if why:
-                summary += f" ({why})"
-            if got is None:
-                summary += f", got {self._nothing()}"
-            raise self.violation(summary, expected=prefix, actual=got if got is not None else self.wire.pending())
+            raise self._mismatch(f"expected -ERR {code}", why, got, prefix)
         assert got is not None
         return got
 
@@ -203,6 +181,14 @@ class Probe:
     def violation(self, summary: str, **details: object) -> Violation:
         details.setdefault("ending", self.wire.ending)
         return Violation(summary, transcripts=[self.wire.transcript], **details)  # type: ignore[arg-type]
+
+    def _mismatch(self, summary: str, why: str, got: bytes | None, expected: bytes) -> Violation:
+        """The Violation for a reply that is not the expected one (or none at all)."""
+        if why:
+            summary += f" ({why})"
+        if got is None:
+            summary += f", got {self._nothing()}"
+        return self.violation(summary, expected=expected, actual=got if got is not None else self.wire.pending())
 
     def _nothing(self) -> str:
         pending = self.wire.pending()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from suite.api import Measure, Probe, Violation, fresh_key, requirement
 from suite.escape import escape
 from suite.targets.base import Target
-from suite.wire import Ending, Transcript, WireTimeout
+from suite.wire import Ending, Transcript, WireTimeout, frame
 
 REPLY_TIMEOUT = 2.0
 # The spec's "within 1 s" for TOOLONG, plus room for a loaded 2-core machine.
@@ -39,10 +39,6 @@ SUCCESS_LINE = re.compile(rb"(\+PONG|\+OK|\+BYE|\$[^\n]*|_|:(0|-?[1-9][0-9]*))\r
 ERROR_FRAME = re.compile(rb"-ERR (" + CODES + rb")( .*)?", re.S)
 SUCCESS_FRAME = re.compile(rb"\+PONG|\+OK|\+BYE|\$.*|_|:(0|-?[1-9][0-9]*)", re.S)
 INT64_MAX = b"9223372036854775807"
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
 
 
 def switch_to_framed(c: Probe) -> None:

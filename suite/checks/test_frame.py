@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from suite.api import HarnessError, Probe, Violation, fresh_key, requirement
 from suite.escape import escape
 from suite.targets.base import Target
-from suite.wire import Ending
+from suite.wire import Ending, frame
 
 # Each piece of a segmented stream is followed by this pause on the wire, so
 # that it leaves as its own segment (TCP_NODELAY is on) and the server most
@@ -56,10 +56,6 @@ NETWORK_EXAMPLES = settings(
     report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
 
 
 # ---- the expected-reply model (PROTOCOL.md section 6) -------------------------
