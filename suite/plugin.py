@@ -23,7 +23,13 @@ import pytest
 
 from . import requirements
 from .certs import make_certificates
+from .clients.certs import make_client_certificates
+from .clients.spec import MAIN, ClientSpec, check_template
+from .clients.spec import reference_spec as client_reference_spec
+from .clients.under_test import ClientUnderTest
+from .clients.zone import GOOD
 from .docker.engine import DockerUnavailable
+from .docker.engine import client as docker_client
 from .docker.environment import DockerEnvironment
 from .docker.images import load_bases, local_facts, resolve_bases
 from .outcome import CheckOutcome, verdict_for_violation
@@ -31,6 +37,7 @@ from .probe import HarnessError, Measurement, Unsupported, Violation
 from .report import files, terminal
 from .report.explain import explain, render_transcript
 from .report.results import aggregate, exit_code
+from .requirements import OPTIONAL_FEATURES
 from .targets.base import Target
 from .targets.factory import TargetPool, TargetSpec, parse_address, reference_spec
 from .targets.process import TargetNotReady
@@ -67,6 +74,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ca", default=None, metavar="FILE", help="CA certificate that signed an --address target's cert")
     group.addoption("--tls-hostname", default="localhost", help="the name to verify on --address targets")
     group.addoption("--check-timeout", type=float, default=5.0, help="seconds for each socket operation (default 5)")
+    group.addoption(
+        "--client-cmd",
+        action="append",
+        default=[],
+        metavar="TEMPLATE",
+        help="a client to check: {host} {port} {ca} {cmd} are filled in per scenario ({ca} means it speaks TLS)",
+    )
+    group.addoption(
+        "--client-cmd-for",
+        action="append",
+        default=[],
+        metavar="FEATURE=TEMPLATE",
+        help="the client's command for one optional feature: tls, starttls, framed, urgent",
+    )
+    group.addoption("--client-reference", action="store_true", help="check our reference client, on this machine")
+    group.addoption(
+        "--client-image",
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="check our reference client in its container on IMAGE (docker/bases.toml: bookworm, trixie, all)",
+    )
+    group.addoption(
+        "--no-dns", action="store_true", help="no Docker for clients: the DNS scenarios are then UNSUPPORTED"
+    )
 
 
 class UsageProblem(Exception):
@@ -85,7 +117,11 @@ class SockspecConfig:
     pool: TargetPool | None = None
     target_args: str = ""
     image_bases: list[str] = dataclasses.field(default_factory=list)
-    docker: Any = None  # DockerEnvironment when --image targets are checked
+    docker: Any = None  # DockerEnvironment when --image targets or clients are checked
+    clients: dict[str, ClientSpec] = dataclasses.field(default_factory=dict)
+    client_bases: list[str] = dataclasses.field(default_factory=list)
+    dns: bool = False  # clients are checked and Docker may be used for the DNS scenarios
+    docker_reason: str = ""  # why there is no Docker for the DNS scenarios
 
 
 def _read_options(config: pytest.Config) -> SockspecConfig:
@@ -132,6 +168,7 @@ def _read_options(config: pytest.Config) -> SockspecConfig:
         if not sep or not key:
             raise UsageProblem(f"--declare wants KEY=VALUE, not {item!r}")
         overrides[key] = value
+    clients, client_bases = _read_client_options(config)
     only = [p.strip() for p in (config.getoption("only") or "").split(",") if p.strip()]
     timeout = config.getoption("check_timeout")
     if timeout <= 0:
@@ -147,9 +184,57 @@ def _read_options(config: pytest.Config) -> SockspecConfig:
         args.insert(0, f"--reference {config.getoption('reference')}")
     args += [f"--image {item}" for item in config.getoption("image")]
     args += [f"--declare {shlex.quote(d)}" for d in config.getoption("declare")]
+    args += [client.describe() for client in clients.values()]
+    if clients and config.getoption("no_dns"):
+        args.append("--no-dns")
     return SockspecConfig(
-        specs, overrides, strict, seed, only, timeout, target_args=" ".join(args), image_bases=sorted(set(image_bases))
+        specs,
+        overrides,
+        strict,
+        seed,
+        only,
+        timeout,
+        target_args=" ".join(args),
+        image_bases=sorted(set(image_bases)),
+        clients=clients,
+        client_bases=client_bases,
+        dns=bool(clients) and not config.getoption("no_dns"),
     )
+
+
+def _read_client_options(config: pytest.Config) -> tuple[dict[str, ClientSpec], list[str]]:
+    clients: dict[str, ClientSpec] = {}
+    per_feature: dict[str, str] = {}
+    for item in config.getoption("client_cmd_for"):
+        feature, sep, template = item.partition("=")
+        if not sep or feature not in OPTIONAL_FEATURES:
+            known = ", ".join(sorted(OPTIONAL_FEATURES))
+            raise UsageProblem(f"--client-cmd-for wants FEATURE=TEMPLATE, FEATURE one of {known}; not {item!r}")
+        per_feature[feature] = template
+    templates = config.getoption("client_cmd")
+    if per_feature and not templates:
+        raise UsageProblem("--client-cmd-for needs a --client-cmd")
+    for template in [*templates, *per_feature.values()]:
+        try:
+            check_template(template)
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+    for index, template in enumerate(templates):
+        name = "client" if len(templates) == 1 else f"client{index + 1}"
+        clients[name] = ClientSpec(name, {MAIN: template, **per_feature})
+    if config.getoption("client_reference"):
+        clients["client-reference"] = client_reference_spec()
+    client_bases: list[str] = []
+    for item in config.getoption("client_image"):
+        try:
+            bases = resolve_bases(item)
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        for base in bases:
+            client_bases.append(base.key)
+            spec = client_reference_spec(image=base.key)
+            clients[spec.name] = spec
+    return clients, sorted(set(client_bases))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -163,8 +248,10 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"sockspec: {error}", returncode=2)
     config.stash[STATE] = state
     config.pluginmanager.register(ResultCollector(config), "sockspec-results")
-    if state.image_bases:
+    if state.image_bases or state.client_bases:
         _set_up_docker(config, state)
+    elif state.dns:
+        _try_docker_for_clients(config, state)
     if config.getoption("hypothesis_seed", None) is None and hasattr(config.option, "hypothesis_seed"):
         config.option.hypothesis_seed = state.seed
 
@@ -172,6 +259,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:  # xdist: workers get the controller's seed and Docker set-up
     state = node.config.stash[STATE]
     node.workerinput["sockspec_seed"] = state.seed
+    node.workerinput["sockspec_docker_reason"] = state.docker_reason
     if state.docker is not None:
         node.workerinput["sockspec_docker"] = state.docker.handover()
 
@@ -184,10 +272,15 @@ def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
         if hasattr(config, "workerinput"):
             state.docker = DockerEnvironment.attach(config.workerinput["sockspec_docker"])
             return
-        bases = [load_bases()[key] for key in state.image_bases]
-        state.docker = DockerEnvironment.create(bases, log=lambda line: print(f"sockspec: {line}", flush=True))
+        known = load_bases()
+        state.docker = DockerEnvironment.create(
+            [known[key] for key in state.image_bases],
+            log=lambda line: print(f"sockspec: {line}", flush=True),
+            client_bases=[known[key] for key in state.client_bases],
+            dns_base=next(iter(known.values())) if state.dns else None,
+        )
     except DockerUnavailable as error:
-        pytest.exit(f"sockspec: --image needs Docker: {error}", returncode=2)
+        pytest.exit(f"sockspec: --image and --client-image need Docker: {error}", returncode=2)
     except Exception as error:
         pytest.exit(f"sockspec: setting up Docker failed: {error}", returncode=2)
     environment = state.docker
@@ -195,6 +288,22 @@ def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
     if threading.current_thread() is threading.main_thread():
         # A plain SIGTERM would end the run without its cleanup; make it a Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _try_docker_for_clients(config: pytest.Config, state: SockspecConfig) -> None:
+    """Clients on this machine: Docker is used for the DNS scenarios where it
+    answers; where it does not, they are UNSUPPORTED with the reason."""
+    if hasattr(config, "workerinput"):
+        state.docker_reason = config.workerinput.get("sockspec_docker_reason", "")
+        if "sockspec_docker" in config.workerinput:
+            _set_up_docker(config, state)
+        return
+    try:
+        docker_client()
+    except DockerUnavailable as error:
+        state.docker_reason = str(error)
+        return
+    _set_up_docker(config, state)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -226,9 +335,12 @@ def _is_check(item: pytest.Item) -> bool:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "target_name" in metafunc.fixturenames and metafunc.definition.get_closest_marker("requirement"):
-        names = list(_state(metafunc.config).specs)
-        metafunc.parametrize("target_name", names, ids=names, scope="session")
+    if not metafunc.definition.get_closest_marker("requirement"):
+        return
+    state = _state(metafunc.config)
+    for fixture, names in (("target_name", list(state.specs)), ("client_name", list(state.clients))):
+        if fixture in metafunc.fixturenames:
+            metafunc.parametrize(fixture, names, ids=names, scope="session")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -242,10 +354,17 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 requirements.get(requirement_id)
             except KeyError as error:
                 pytest.exit(f"sockspec: {item.nodeid}: {error}", returncode=2)
-    if not state.specs:
+    if not state.specs and not state.clients:
         pytest.exit(
-            "sockspec: no target; use --reference ARCH|all, --cmd TEMPLATE or --address HOST:PORT", returncode=2
+            "sockspec: no target; use --reference ARCH|all, --cmd TEMPLATE, --address HOST:PORT"
+            " or, for clients, --client-cmd TEMPLATE, --client-reference, --client-image IMAGE",
+            returncode=2,
         )
+    # A check meant for servers has nothing to run against in a clients-only run, and the reverse.
+    orphans = [item for item in checks if _target_of(item) is None]
+    if orphans:
+        config.hook.pytest_deselected(items=orphans)
+        items[:] = [item for item in items if item not in orphans]
     if state.only:
         keep = [item for item in items if not _is_check(item) or any(_matches(i, state.only) for i in _ids(item))]
         deselected = [item for item in items if item not in keep]
@@ -253,6 +372,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             pytest.exit(f"sockspec: --only {','.join(state.only)} selects no check", returncode=2)
         config.hook.pytest_deselected(items=deselected)
         items[:] = keep
+
+
+def _target_of(item: pytest.Item) -> str | None:
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    for fixture in ("target_name", "client_name"):
+        if isinstance(params.get(fixture), str):
+            return str(params[fixture])
+    return None
 
 
 def _matches(requirement_id: str, patterns: list[str]) -> bool:
@@ -308,6 +435,51 @@ def fresh_target(
     yield start
 
 
+@pytest.fixture(scope="session")
+def sockspec_clients(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ClientUnderTest]]:
+    """Every client under test, with the certificates its scenarios show it."""
+    state = _state(request.config)
+    names = ["localhost", "127.0.0.1", GOOD]
+    if state.docker is not None and state.docker.plan is not None:
+        names.append(state.docker.plan.gateway)
+    certs = make_client_certificates(tmp_path_factory.mktemp("client-certs"), names)
+    worker = request.config.workerinput.get("workerid", "gw0") if hasattr(request.config, "workerinput") else "gw0"
+    base_slot = int(worker.removeprefix("gw") or 0) * len(state.clients)
+    reason = state.docker_reason or ("--no-dns was given" if not state.dns else "Docker is not set up")
+    clients = {
+        name: ClientUnderTest(spec, certs, state.docker, reason, base_slot + index)
+        for index, (name, spec) in enumerate(state.clients.items())
+    }
+    yield clients
+    for client in clients.values():
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def client_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def client(
+    request: pytest.FixtureRequest, sockspec_clients: dict[str, ClientUnderTest], client_name: str
+) -> ClientUnderTest:
+    """The client under test; its scenarios run it against the suite's servers."""
+    under_test = sockspec_clients[client_name]
+    for requirement_id in _ids(request.node):
+        for feature in requirements.get(requirement_id).features:
+            if under_test.spec.template(feature) is None:
+                pytest.skip(
+                    f"UNSUPPORTED: the client offers no '{feature}' (give --client-cmd-for {feature}=TEMPLATE"
+                    + (", or use {ca} in --client-cmd" if feature == "tls" else "")
+                    + ")"
+                )
+    request.node.stash[CLIENT_FEATURES] = under_test.spec.features()
+    return under_test
+
+
 @pytest.fixture
 def measure(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Record a measurement (shown in the report; verdict INFO for informational checks)."""
@@ -324,6 +496,7 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 TARGET_VIEWS = pytest.StashKey[list[Target]]()
+CLIENT_FEATURES = pytest.StashKey[list[str]]()
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 
 
@@ -350,7 +523,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "teardown" or (report.when == "setup" and report.passed):
         return
     state = _state(item.config)
-    target = item.callspec.params.get("target_name", "?") if hasattr(item, "callspec") else "?"
+    target = _target_of(item) or "?"
     verdict, detail, explanation = _judge(item, call, report, ids, state)
     measurements = [dataclasses.asdict(m) for m in item.stash.get(MEASUREMENTS, [])]
     views = item.stash.get(TARGET_VIEWS, [])
@@ -363,7 +536,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         explanation=explanation,
         measurements=measurements,
         rerun=_rerun(item, state),
-        declared=dict(views[0].declared.pairs) if views else {},
+        declared=_declared(item, views),
     )
     report.user_properties.append((USER_PROPERTY, json.dumps(check.to_json())))
     if verdict is Verdict.UNSUPPORTED:
@@ -376,6 +549,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT):
         report.outcome = "failed"
         report.longrepr = f"[{verdict.value}] {explanation}"
+
+
+def _declared(item: pytest.Item, views: list[Target]) -> dict[str, str]:
+    if views:
+        return dict(views[0].declared.pairs)
+    if CLIENT_FEATURES in item.stash:  # a client declares the features it has a command for
+        return {"features": ",".join(item.stash[CLIENT_FEATURES])}
+    return {}
 
 
 def _judge(
@@ -489,11 +670,20 @@ class ResultCollector:
             return
         state = _state(config)
         descriptions = {name: spec.describe() for name, spec in state.specs.items()}
+        descriptions.update({name: client.describe() for name, client in state.clients.items()})
         targets = aggregate(self.outcomes, descriptions)
         for target in targets:
             target.declared = next((c.declared for c in self.outcomes if c.target == target.name and c.declared), {})
             spec = state.specs.get(target.name)
-            if spec is not None and spec.image is not None and state.docker is not None:
+            client = state.clients.get(target.name)
+            if client is not None:
+                target.kind = "client"
+                if client.image is not None and state.docker is not None:
+                    target.environment = dict(state.docker.facts.get(f"client@{client.image}", {}))
+                    target.arch, target.image = "reference-client", client.image
+                elif client.name == "client-reference":
+                    target.environment = local_facts()
+            elif spec is not None and spec.image is not None and state.docker is not None:
                 target.environment = dict(state.docker.facts.get(spec.image, {}))
                 target.arch, target.image = spec.arch, spec.image
             elif spec is not None and spec.template == reference_spec(spec.name).template:

@@ -24,6 +24,7 @@ class Violation(AssertionError):
         actual: str | bytes | None = None,
         transcripts: list[Transcript] | None = None,
         ending: Ending | None = None,
+        context: list[str] | None = None,
     ) -> None:
         super().__init__(summary)
         self.summary = summary
@@ -31,6 +32,7 @@ class Violation(AssertionError):
         self.actual = actual
         self.transcripts = transcripts or []
         self.ending = ending
+        self.context = context or []  # more lines for the explanation (a client's command, exit, output)
 
 
 class Unsupported(Exception):

@@ -31,6 +31,7 @@ class Record:
 class Transcript:
     started: float = field(default_factory=time.monotonic)
     records: list[Record] = field(default_factory=list)
+    title: str = "Wire transcript (seconds since connect):"
 
     def add(self, direction: str, data: bytes) -> None:
         self.records.append(Record(time.monotonic() - self.started, direction, data))

@@ -23,6 +23,8 @@ DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 BASE_REPOSITORY = "sockspec-base"
 SERVER_REPOSITORY = "sockspec-server"
 SUITE_REPOSITORY = "sockspec-suite"
+CLIENT_REPOSITORY = "sockspec-client"
+DNS_REPOSITORY = "sockspec-dns"
 
 Log = Callable[[str], None]
 
@@ -129,6 +131,38 @@ def build_server_image(engine: Any, base: Base, log: Log = print) -> str:
     with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
         shutil.copytree(source, Path(context) / "reference_servers", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(DOCKER_DIR / "reference-server.Dockerfile", Path(context) / "Dockerfile")
+        _build(engine, context, tag, base_name, log)
+    return tag
+
+
+def build_client_image(engine: Any, base: Base, log: Log = print) -> str:
+    """The reference client on ``base`` (python3 only), as the servers are."""
+    base_name = ensure_base(engine, base, log)
+    tag = f"{CLIENT_REPOSITORY}:{base.key}"
+    source = Path(__file__).resolve().parents[2] / "reference_client"
+    with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
+        shutil.copytree(source, Path(context) / "reference_client", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(DOCKER_DIR / "reference-client.Dockerfile", Path(context) / "Dockerfile")
+        _build(engine, context, tag, base_name, log)
+    return tag
+
+
+def build_dns_image(engine: Any, base: Base, log: Log = print) -> str:
+    """The suite's DNS server (docker/zone_server.py) with dnslib, on ``base``."""
+    base_name = ensure_base(engine, base, log)
+    tag = f"{DNS_REPOSITORY}:{base.key}"
+    with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        dnslib = [d for d in _dependencies(Path(__file__).resolve().parents[2]) if d.startswith("dnslib")]
+        subprocess.run(
+            [*pip, "download", "--no-deps", "--only-binary=:all:", "--dest", context, *dnslib],
+            check=True,
+            capture_output=True,  # pip's notes about this machine's index set-up are noise here
+        )
+        (wheel,) = Path(context).glob("dnslib-*.whl")
+        wheel.rename(Path(context) / "dnslib.whl")
+        shutil.copy(DOCKER_DIR / "zone_server.py", Path(context) / "zone_server.py")
+        shutil.copy(DOCKER_DIR / "dns-server.Dockerfile", Path(context) / "Dockerfile")
         _build(engine, context, tag, base_name, log)
     return tag
 

@@ -29,6 +29,9 @@ def explain(
         out.extend(_expected_vs_actual(violation.expected, violation.actual))
     if violation.ending is not None and violation.ending is not Ending.OPEN:
         out.append(f"The connection ended with: {violation.ending.value}")
+    if violation.context:
+        out.append("")
+        out.extend(violation.context)
     for transcript in violation.transcripts:
         out.append("")
         out.extend(render_transcript(transcript))
@@ -59,7 +62,7 @@ def _expected_vs_actual(expected: object, actual: object) -> list[str]:
 
 
 def render_transcript(transcript: Transcript, limit: int = 60) -> list[str]:
-    lines = ["Wire transcript (seconds since connect):"]
+    lines = [transcript.title]
     records = transcript.records
     shown = records if len(records) <= limit else records[: limit // 2] + records[-limit // 2 :]
     for index, record in enumerate(shown):

@@ -23,6 +23,7 @@ def to_json(targets: list[TargetResult], strict: bool, seed: int | None) -> dict
         "targets": [
             {
                 "name": t.name,
+                "kind": t.kind,
                 "target": t.description,
                 "declared": t.declared,
                 "conformance": t.conformance(),
@@ -54,6 +55,7 @@ def matrix(targets: list[TargetResult]) -> dict[str, Any]:
         "cells": [
             {
                 "arch": t.arch,
+                "kind": t.kind,
                 "image": t.image,
                 "target": t.name,
                 "conformance": t.conformance(),

@@ -48,6 +48,7 @@ class TargetResult:
     environment: dict[str, str] = field(default_factory=dict)
     arch: str | None = None  # for matrix cells: the architecture, and the image key
     image: str | None = None
+    kind: str = "server"  # or "client": judged on the CH-CLIENT requirements
 
     def passes_every_must(self) -> bool:
         return not any(r.verdict.fails_run(strict=False) for r in self.results)

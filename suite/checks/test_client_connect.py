@@ -1,0 +1,125 @@
+"""CH-CLIENT-1 to CH-CLIENT-6: resolving and connecting (PROTOCOL.md section 17).
+
+The DNS scenarios run the client in a container whose resolver is the suite's
+DNS server, on the run's internal network (suite/clients/zone.py has the
+names and the address plan). Dead addresses are unassigned ones in that
+network: a connect to them fails only when ARP gives up, after about 3 s.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from suite.api import HarnessError, Unsupported, requirement
+from suite.clients import zone
+from suite.clients.adversary import answer
+from suite.clients.runner import ContainerPlacement
+from suite.clients.under_test import ClientUnderTest, fresh_token
+
+CONNECT_TIMEOUT = 2.0  # the client defaults of section 17
+DEADLINE = 10.0
+MARGIN = 0.75  # a dead address takes ~3 s to fail: a client without its own timeout stays out of reach
+DNS_PROMPT = 1.5  # the resolver answers in milliseconds; this is the client's start-up and more
+
+
+def _in_order(placement: ContainerPlacement, name: str) -> None:
+    """The scenario relies on the resolver's order: check it where the client runs."""
+    assert placement.docker.plan is not None
+    expected = placement.docker.plan.expected_order(name)
+    found = placement.resolve(name)
+    if found != expected:
+        raise HarnessError(f"getaddrinfo({name}) in the client's container gave {found}, not {expected}")
+
+
+def _reaches_the_server(client: ClientUnderTest, name: str, why: str, *, within: float | None = None) -> None:
+    placement = client.dns_placement()
+    token = fresh_token()
+    s = client.scenario(
+        answer(f"${token}".encode()), cmd=f"ECHO {token}", host=name, placement=placement, limit=within or DEADLINE
+    )
+    s.expect_status(0, why)
+    s.expect_stdout(f"${token}\n".encode(), "the reply, once connected")
+    if within is not None:
+        s.expect_within(within, why)
+
+
+@requirement("CH-CLIENT-1")
+def test_a_name_with_only_an_aaaa_record_is_reached(client: ClientUnderTest) -> None:
+    placement = client.dns_placement()
+    if placement.docker.ipv6:
+        raise Unsupported(f"IPv6 on the internal network: {placement.docker.ipv6}")
+    _reaches_the_server(client, zone.V6_ONLY, f"{zone.V6_ONLY} has one AAAA record, of the suite's server")
+
+
+@requirement("CH-CLIENT-1", "CH-CLIENT-2")
+def test_a_name_whose_a_record_refuses_is_reached_by_its_aaaa_record(client: ClientUnderTest) -> None:
+    placement = client.dns_placement()
+    if placement.docker.ipv6:
+        raise Unsupported(f"IPv6 on the internal network: {placement.docker.ipv6}")
+    _reaches_the_server(client, zone.DUAL, f"{zone.DUAL}: its A record refuses, its AAAA record is the server")
+
+
+@requirement("CH-CLIENT-2")
+def test_a_refusing_first_address_is_followed_by_the_next(client: ClientUnderTest) -> None:
+    _in_order(client.dns_placement(), zone.REFUSED_FIRST)
+    _reaches_the_server(
+        client, zone.REFUSED_FIRST, f"{zone.REFUSED_FIRST}: the first address refuses, the second is the server"
+    )
+
+
+@requirement("CH-CLIENT-3")
+def test_a_dead_first_address_costs_one_connect_timeout(client: ClientUnderTest) -> None:
+    _in_order(client.dns_placement(), zone.DEAD_FIRST)
+    _reaches_the_server(
+        client,
+        zone.DEAD_FIRST,
+        f"{zone.DEAD_FIRST}: the first address never answers; the second must be tried after "
+        f"{CONNECT_TIMEOUT:g} s (the per-attempt timeout), not when the kernel gives up",
+        within=CONNECT_TIMEOUT + MARGIN,
+    )
+
+
+@requirement("CH-CLIENT-4", "CH-CLIENT-6")
+def test_connecting_gives_up_at_the_overall_deadline(client: ClientUnderTest) -> None:
+    placement = client.dns_placement()
+    s = client.scenario(
+        answer(b"+PONG"), cmd="PING", host=zone.ALL_DEAD, placement=placement, limit=DEADLINE + 2 * MARGIN
+    )
+    why = (
+        f"{zone.ALL_DEAD} has {zone.DEAD_COUNT} dead addresses: {zone.DEAD_COUNT} x {CONNECT_TIMEOUT:g} s "
+        f"is more than the {DEADLINE:g} s deadline"
+    )
+    s.expect_status(4, why)
+    s.expect_within(DEADLINE + 2 * MARGIN, why)
+
+
+@requirement("CH-CLIENT-5")
+def test_an_unknown_name_exits_3_at_once(client: ClientUnderTest) -> None:
+    placement = client.dns_placement()
+    for name, what in ((zone.MISSING, "NXDOMAIN"), (zone.NO_ADDRESS, "a name with no A or AAAA record")):
+        s = client.scenario(answer(b"+PONG"), cmd="PING", host=name, placement=placement, limit=DNS_PROMPT)
+        s.expect_status(3, f"{name}: {what} is a DNS failure")
+        s.expect_within(DNS_PROMPT, f"{what} is known as soon as the resolver answers (in milliseconds)")
+        if s.exchanges:
+            raise s.violation("a name that does not resolve leads nowhere", expected="no connection")
+
+
+@requirement("CH-CLIENT-6")
+def test_every_address_refusing_or_dead_exits_4(client: ClientUnderTest) -> None:
+    placement = client.dns_placement()
+    s = client.scenario(answer(b"+PONG"), cmd="PING", host=zone.NONE_REACHABLE, placement=placement, limit=DEADLINE)
+    s.expect_status(4, f"{zone.NONE_REACHABLE}: one address refuses, the other never answers")
+
+
+@requirement("CH-CLIENT-6")
+def test_a_refused_connection_exits_4(client: ClientUnderTest) -> None:
+    placement = client.local if client.spec.image is None else client.dns_placement()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserved:
+        # Bound and never listening: the port is refused, and nobody else can take it meanwhile.
+        reserved.bind((placement.ip, 0))
+        port = reserved.getsockname()[1]
+        s = client.scenario(
+            answer(b"+PONG"), cmd="PING", host=placement.ip, placement=placement, port=port, limit=CONNECT_TIMEOUT
+        )
+    s.expect_status(4, f"nothing listens on {placement.ip}:{port}: the connection is refused")
+    s.expect_within(CONNECT_TIMEOUT, "a refusal is immediate")

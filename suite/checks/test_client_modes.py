@@ -1,0 +1,66 @@
+"""CH-CLIENT-20 and CH-CLIENT-21: framed mode and urgent data in a client
+(PROTOCOL.md section 17)."""
+
+from __future__ import annotations
+
+from suite.api import Unsupported, requirement
+from suite.clients.adversary import Session, answer
+from suite.clients.under_test import ClientUnderTest, fresh_token
+
+SLEEP_MS = 1500
+EARLIEST_URGENT = 0.1  # CH-CLIENT-21: no sooner than 100 ms after the SLEEP
+
+
+@requirement("CH-CLIENT-20")
+def test_framed_requests_carry_a_big_endian_length(client: ClientUnderTest) -> None:
+    token = fresh_token()
+    for segment in (None, 1):
+        s = client.scenario(
+            answer(f"${token}".encode(), segment=segment), cmd=f"ECHO {token}", feature="framed", limit=5.0
+        )
+        exchange = s.only_exchange()
+        if exchange.problems:
+            raise s.violation(
+                "the client's frame header is not a 4-byte big-endian length", actual=exchange.problems[0]
+            )
+        if not exchange.framed:
+            raise s.violation(
+                "the client's framed command never sent FRAMED",
+                expected="FRAMED, then frames",
+                actual=repr(exchange.requests),
+            )
+        s.expect_request(f"ECHO {token}".encode())
+        s.expect_status(0, "a framed exchange" + (" with the reply frame in one-byte segments" if segment else ""))
+        s.expect_stdout(f"${token}\n".encode(), "the frame payload and a LF")
+
+
+@requirement("CH-CLIENT-21")
+def test_one_urgent_byte_at_most_and_only_during_a_sleep(client: ClientUnderTest) -> None:
+    def sleeper(session: Session) -> None:
+        session.request()
+        session.watch_urgent(SLEEP_MS / 1000)
+        if session.exchange.urgent_at:
+            session.reply(b"-ERR ABORTED sleep aborted")
+        else:
+            session.reply(b"+OK")
+        session.wait_for_close(3.0)
+
+    s = client.scenario(sleeper, cmd=f"SLEEP {SLEEP_MS}", feature="urgent", limit=SLEEP_MS / 1000 + 5)
+    exchange = s.only_exchange()
+    if not exchange.urgent_at:
+        raise Unsupported(f"the client sent no urgent byte during a SLEEP of {SLEEP_MS} ms: nothing to judge")
+    if len(exchange.urgent_at) > 1:
+        raise s.violation(
+            "a second urgent byte moves the urgent mark",
+            expected="one urgent byte",
+            actual=f"{len(exchange.urgent_at)}",
+        )
+    assert exchange.request_at is not None
+    after = exchange.urgent_at[0] - exchange.request_at
+    if after < EARLIEST_URGENT:
+        raise s.violation(
+            "the urgent byte came too soon after the SLEEP",
+            expected=f"at least {EARLIEST_URGENT * 1000:g} ms after the SLEEP",
+            actual=f"{after * 1000:.0f} ms",
+        )
+    s.expect_status(1, "the aborted SLEEP's -ERR ABORTED is an error reply")

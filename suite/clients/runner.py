@@ -1,0 +1,232 @@
+"""Running the client under test: on this machine, or in a container on the
+run's internal network whose resolver is the suite's DNS server.
+
+Either way the client runs under ``timed.run`` (in the container too, through
+``docker exec``), so its time is measured next to it and a hung client is
+killed at the deadline with its whole process group.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shlex
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..docker.images import load_bases
+from . import timed
+from .spec import ClientSpec, fill
+from .zone import GOOD
+
+TIMED_SOURCE = Path(timed.__file__).read_text(encoding="utf-8")
+# Never mounted over a container's own system: a client found there is the image's.
+SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var")
+
+EXIT_MEANINGS = {
+    0: "success",
+    1: "an error reply",
+    2: "usage error",
+    3: "DNS failure",
+    4: "all connects failed",
+    5: "timeout",
+    6: "TLS failure",
+    7: "protocol error",
+}
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    argv: list[str]
+    where: str
+    status: int | None  # None: killed at the deadline
+    elapsed: float
+    deadline: float
+    stdout: bytes = b""
+    stderr: bytes = b""
+    error: str = ""  # the command could not be started at all
+
+    @property
+    def hung(self) -> bool:
+        return self.status is None and not self.error
+
+    def outcome(self) -> str:
+        if self.error:
+            return f"could not be started: {self.error}"
+        if self.status is None:
+            return f"still running after {self.deadline:g} s, killed"
+        meaning = EXIT_MEANINGS.get(self.status, "not a status of section 17")
+        return f"exit status {self.status} ({meaning}) after {self.elapsed:.2f} s"
+
+    def describe(self) -> list[str]:
+        """Lines for a failure's explanation."""
+        lines = [
+            f"The client under test ({self.where}):",
+            f"  command: {shlex.join(self.argv)}",
+            f"  result:  {self.outcome()}",
+        ]
+        for label, data in (("stdout", self.stdout), ("stderr", self.stderr)):
+            text = data.decode("utf-8", "replace").rstrip("\n")
+            if len(text) > 1200:
+                text = "… " + text[-1200:]
+            lines.append(f"  {label}:  {text!r}" if text else f"  {label}:  (empty)")
+        return lines
+
+
+def _from_report(argv: list[str], where: str, deadline: float, report: dict[str, Any]) -> ClientRun:
+    return ClientRun(
+        argv,
+        where,
+        report["status"],
+        float(report["elapsed"]),
+        deadline,
+        base64.b64decode(report["stdout"]),
+        base64.b64decode(report["stderr"]),
+        report.get("error", ""),
+    )
+
+
+@dataclass
+class Placement:
+    """Where a client runs, and how the suite's servers are reached from there."""
+
+    where: str
+    name: str  # a DNS name that leads to the suite's server (and to nothing else)
+    ip: str  # the suite's server as an IP literal
+    listen: list[str]  # addresses the suite's servers bind, all on one port
+    ca_dir: Path | None = None
+
+    def run(self, spec: ClientSpec, argv: list[str], deadline: float) -> ClientRun:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPlacement(Placement):
+    def __init__(self) -> None:
+        # localhost may resolve to ::1 too: the server answers there as well, so
+        # that only the scenarios about resolution depend on the address order.
+        listen = ["127.0.0.1"] + (["::1"] if _loopback6() else [])
+        super().__init__("on this machine", "localhost", "127.0.0.1", listen)
+
+    def run(self, spec: ClientSpec, argv: list[str], deadline: float) -> ClientRun:
+        report = timed.run(argv, deadline, cwd=os.getcwd(), env=spec.env)
+        return _from_report(argv, self.where, deadline, report)
+
+
+@dataclass
+class ContainerPlacement(Placement):
+    """A long-lived container per client and worker; each scenario is one
+    ``docker exec`` in it."""
+
+    docker: Any = None  # DockerEnvironment
+    image: str = ""
+    slot: int = 0
+    mounts: dict[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    _container: Any = None
+
+    @classmethod
+    def for_spec(cls, docker: Any, spec: ClientSpec, ca_dir: Path, slot: int) -> ContainerPlacement:
+        plan = docker.plan
+        listen = [plan.gateway] + ([plan.gateway6] if plan.gateway6 and not docker.ipv6 else [])
+        if spec.image is not None:
+            image, workdir = docker.client_images[spec.image], None
+            mounts = {str(ca_dir): str(ca_dir)}
+        else:
+            image, workdir = f"sockspec-base:{_first_base()}", os.getcwd()
+            mounts = {path: path for path in _paths_to_mount(spec, ca_dir)}
+        where = f"in a container of {image} at {plan.client(slot)}, resolving through {plan.dns}"
+        return cls(where, GOOD, plan.gateway, listen, ca_dir, docker, image, slot, mounts, workdir)
+
+    def _ensure(self) -> Any:
+        if self._container is None:
+            plan = self.docker.plan
+            network = self.docker.internal_network
+            engine = self.docker.engine
+            container = engine.containers.create(
+                self.image,
+                ["infinity"],
+                entrypoint=["sleep"],
+                labels=self.docker.labels(),
+                name=self.docker.container_name(),
+                network=network,
+                networking_config={network: engine.api.create_endpoint_config(ipv4_address=plan.client(self.slot))},
+                dns=[plan.dns],
+                volumes={host: {"bind": inside, "mode": "ro"} for host, inside in self.mounts.items()},
+            )
+            self._container = container
+            container.start()
+        return self._container
+
+    def run(self, spec: ClientSpec, argv: list[str], deadline: float) -> ClientRun:
+        container = self._ensure()
+        request = json.dumps({"argv": argv, "deadline": deadline, "cwd": self.workdir, "env": spec.env})
+        result = container.exec_run(["python3", "-c", TIMED_SOURCE, request], demux=True)
+        out, err = result.output
+        try:
+            report = json.loads((out or b"").decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise RuntimeError(
+                f"running the client in {self.image} failed: {(err or b'').decode(errors='replace')[-800:]}"
+            ) from None
+        return _from_report(argv, self.where, deadline, report)
+
+    def resolve(self, name: str) -> list[str] | str:
+        """The addresses getaddrinfo gives for ``name`` in the client's
+        container, in order (or why it failed)."""
+        container = self._ensure()
+        code = (
+            "import socket, sys\n"
+            "try: print(' '.join(i[4][0] for i in socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)))\n"
+            "except OSError as e: print('!', e)"
+        )
+        output = container.exec_run(["python3", "-c", code, name]).output.decode().strip()
+        return output[1:].strip() if output.startswith("!") else output.split()
+
+    def close(self) -> None:
+        if self._container is not None:
+            with contextlib.suppress(Exception):
+                self._container.remove(force=True)
+            self._container = None
+
+
+def _loopback6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def _first_base() -> str:
+    return next(iter(load_bases()))
+
+
+def _paths_to_mount(spec: ClientSpec, ca_dir: Path) -> list[str]:
+    """The working directory, the CA's, and every absolute path a template
+    names (its directory, for a file), at the same place inside."""
+    found = {os.getcwd(), str(ca_dir), *spec.env.get("PYTHONPATH", "").split(os.pathsep)}
+    for template in spec.templates.values():
+        for word in shlex.split(template):
+            for piece in word.replace("=", " ").split():
+                if piece.startswith("/") and "{" not in piece and Path(piece).exists():
+                    found.add(str(Path(piece).parent if Path(piece).is_file() else Path(piece)))
+    usable = {p for p in found if p and p != "/" and not p.startswith(SYSTEM_PATHS)}
+    # A directory inside another one mounted already comes with it.
+    return sorted(p for p in usable if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in usable))
+
+
+def command(
+    spec: ClientSpec, feature: str | None, placement: Placement, *, host: str, port: int | str, cmd: str
+) -> list[str]:
+    template = spec.template(feature)
+    assert template is not None
+    ca = str(placement.ca_dir / "ca.pem") if placement.ca_dir else ""
+    return fill(template, host=host, port=str(port), ca=ca, cmd=cmd.split(" "))

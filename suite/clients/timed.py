@@ -1,0 +1,63 @@
+"""Run one client command with a deadline and report what it did, as JSON.
+
+Standard library only: the same code runs the client on this machine and,
+as ``python3 -c SOURCE SPEC``, inside a client container, so that the time
+measured never includes ``docker exec`` itself. The client gets its own
+process group, and the whole group is killed at the deadline: a hung client
+gives a result, never a hung run.
+"""
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def run(argv, deadline, cwd=None, env=None):
+    """{"status", "elapsed", "hung", "stdout", "stderr" (base64), "error"}."""
+    environment = dict(os.environ)
+    environment.update(env or {})
+    started = time.monotonic()
+    try:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=environment,
+            start_new_session=True,
+        )
+    except OSError as error:
+        return {"status": None, "elapsed": 0.0, "hung": False, "stdout": "", "stderr": "", "error": str(error)}
+    hung = False
+    try:
+        out, err = child.communicate(timeout=deadline)
+    except subprocess.TimeoutExpired:
+        hung = True
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, err = child.communicate()
+    elapsed = time.monotonic() - started
+    try:  # anything the client left behind in its group goes too
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    return {
+        "status": None if hung else child.returncode,
+        "elapsed": elapsed,
+        "hung": hung,
+        "stdout": base64.b64encode(out).decode(),
+        "stderr": base64.b64encode(err).decode(),
+        "error": "",
+    }
+
+
+if __name__ == "__main__":
+    spec = json.loads(sys.argv[1])
+    print(json.dumps(run(spec["argv"], spec["deadline"], spec.get("cwd"), spec.get("env"))))
