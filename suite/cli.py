@@ -82,6 +82,28 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument(
         "--image", action="append", default=[], metavar="IMAGE[:ARCH]", help="reference servers in containers"
     )
+    clients = r.add_argument_group("client targets (the suite plays the server and the DNS)")
+    clients.add_argument(
+        "--client-cmd",
+        action="append",
+        default=[],
+        metavar="TEMPLATE",
+        help="a client command with {host} {port} {ca} {cmd}; {ca} means it speaks TLS",
+    )
+    clients.add_argument(
+        "--client-cmd-for",
+        action="append",
+        default=[],
+        metavar="FEATURE=TEMPLATE",
+        help="the client's command for tls, starttls, framed or urgent",
+    )
+    clients.add_argument("--client-reference", action="store_true", help="our reference client, on this machine")
+    clients.add_argument(
+        "--client-image", action="append", default=[], metavar="IMAGE", help="our reference client in a container"
+    )
+    clients.add_argument(
+        "--no-dns", action="store_true", help="no Docker for clients: the DNS scenarios are UNSUPPORTED"
+    )
     r.add_argument("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
     r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
     r.add_argument("--json", metavar="FILE", help="write the results as JSON")
@@ -100,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     m = commands.add_parser("matrix", help="every reference server in every image: one report")
     m.add_argument("--arch", default="all", metavar="ARCH|all", help="architectures (comma list or all)")
     m.add_argument("--images", default="bookworm,trixie", metavar="IMAGES", help="bases from docker/bases.toml")
+    m.add_argument("--no-client", action="store_true", help="leave the reference client out of the matrix")
     m.add_argument("--json", metavar="FILE", help="write the results (with the matrix) as JSON")
     m.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per requirement and cell")
     m.add_argument("--only", metavar="PATTERN", help="requirement IDs to check")
@@ -121,6 +144,8 @@ def run_matrix(options: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="sockspec-matrix-") as scratch:
         report = options.json or str(Path(scratch) / "report.json")
         args = [a for base in bases for a in ("--image", f"{base.key}:{options.arch}")]
+        if not options.no_client:
+            args += [a for base in bases for a in ("--client-image", base.key)]
         args += ["--json", report, "-n", options.workers, *["-v"] * options.verbose]
         for flag in ("junit", "only", "seed"):
             if getattr(options, flag) is not None:
@@ -137,7 +162,7 @@ def print_matrix(report: dict[str, Any]) -> None:
     matrix = report.get("matrix")
     if not matrix:
         return
-    table = Table(title="architecture x image: conformance (MUST failures)")
+    table = Table(title="architecture (and the reference client) x image: conformance (MUST failures)")
     table.add_column("architecture")
     cells = {(c["arch"], c["image"]): c for c in matrix["cells"]}
     for image in matrix["images"]:
@@ -157,19 +182,24 @@ def print_matrix(report: dict[str, Any]) -> None:
 
 
 def run_suite(options: argparse.Namespace) -> int:
-    if not (options.reference or options.cmd or options.address or options.image):
+    clients = options.client_cmd or options.client_reference or options.client_image
+    if not (options.reference or options.cmd or options.address or options.image or clients):
         print(
             "sockspec run: no target; give --reference ARCH|all, --image IMAGE[:ARCH], "
-            "--cmd TEMPLATE or --address HOST:PORT",
+            "--cmd TEMPLATE or --address HOST:PORT, or a client: --client-cmd TEMPLATE, "
+            "--client-reference, --client-image IMAGE",
             file=sys.stderr,
         )
         return EXIT_USAGE
     args: list[str] = []
     if options.reference:
         args += ["--reference", options.reference]
-    for flag in ("cmd", "address", "declare", "image"):
+    for flag in ("cmd", "address", "declare", "image", "client_cmd", "client_cmd_for", "client_image"):
         for value in getattr(options, flag):
-            args += [f"--{flag}", value]
+            args += [f"--{flag.replace('_', '-')}", value]
+    for switch in ("client_reference", "no_dns"):
+        if getattr(options, switch):
+            args.append(f"--{switch.replace('_', '-')}")
     for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout"):
         value = getattr(options, flag)
         if value is not None:

@@ -1,5 +1,5 @@
-"""Every server requirement of PROTOCOL.md is judged by at least one check,
-and every check judges only requirements that exist."""
+"""Every requirement of PROTOCOL.md, servers' and clients', is judged by at
+least one check, and every check judges only requirements that exist."""
 
 from __future__ import annotations
 
@@ -26,10 +26,22 @@ def marked_ids() -> dict[str, list[str]]:
     return found
 
 
-def test_every_server_requirement_has_a_check() -> None:
-    server_ids = {i for i, r in requirements.load().items() if r.area != "CLIENT"}
-    missing = sorted(server_ids - set(marked_ids()), key=lambda i: (i.split("-")[1], int(i.split("-")[2])))
+def test_every_requirement_has_a_check() -> None:
+    missing = sorted(
+        set(requirements.load()) - set(marked_ids()), key=lambda i: (i.split("-")[1], int(i.split("-")[2]))
+    )
     assert not missing, f"requirements no check judges: {missing}"
+
+
+def test_client_checks_judge_client_requirements_only() -> None:
+    """A client check takes the `client` fixture and names CH-CLIENT IDs; a
+    server check never does."""
+    for requirement_id, checks in marked_ids().items():
+        for check in checks:
+            module = check.split(".")[0]
+            assert module.startswith("test_client_") == requirement_id.startswith("CH-CLIENT-"), (
+                f"{check} judges {requirement_id}"
+            )
 
 
 def test_checks_name_only_real_requirements() -> None:

@@ -38,7 +38,7 @@ class ClientSpec:
 
     def describe(self) -> str:
         return self.described or " ".join(
-            f"--client-cmd{'' if key == MAIN else '-for ' + key + '='}{shlex.quote(value)}"
+            f"--client-cmd {shlex.quote(value)}" if key == MAIN else f"--client-cmd-for {shlex.quote(f'{key}={value}')}"
             for key, value in self.templates.items()
         )
 

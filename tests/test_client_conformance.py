@@ -1,0 +1,80 @@
+"""The client checks judged themselves: the reference client passes every one
+of them, here and in both images, and every client mutant fails the
+requirements its bug breaks.
+
+The DNS scenarios need Docker; without it these tests skip (and fail in CI).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from suite import requirements
+from suite.clients.spec import MAIN, REFERENCE_FLAGS
+from tests.client_mutants import CLIENT_MUTANTS
+from tests.docker_support import docker_or_skip
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENT_IDS = sorted(
+    (i for i, r in requirements.load().items() if r.area == "CLIENT"), key=lambda i: int(i.rsplit("-", 1)[1])
+)
+
+
+def _run(args: list[str], report: Path) -> tuple[int, dict[str, Any], str]:
+    command = [sys.executable, "-m", "suite.cli", "run", *args, "--json", str(report), "--seed", "1"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    tail = (result.stdout + result.stderr)[-4000:]
+    assert report.exists(), f"no report (exit {result.returncode}):\n{tail}"
+    return result.returncode, json.loads(report.read_text()), tail
+
+
+def _client_args(program: str) -> list[str]:
+    """--client-cmd and --client-cmd-for for a program with the reference client's flags."""
+    args: list[str] = []
+    for feature, flags in REFERENCE_FLAGS.items():
+        template = f"{program} {flags}{{host}} {{port}} {{cmd}}"
+        args += ["--client-cmd", template] if feature == MAIN else ["--client-cmd-for", f"{feature}={template}"]
+    return args
+
+
+def test_the_reference_client_passes_every_client_check_here_and_in_both_images(tmp_path: Path) -> None:
+    docker_or_skip()
+    code, data, tail = _run(["--client-reference", "--client-image", "all", "-n", "2"], tmp_path / "report.json")
+    targets = {t["name"]: t for t in data["targets"]}
+    assert set(targets) == {"client-reference", "client@bookworm", "client@trixie"}, tail
+    for name, target in targets.items():
+        assert target["kind"] == "client"
+        verdicts = {r["id"]: (r["verdict"], r["detail"]) for r in target["results"]}
+        assert sorted(verdicts, key=lambda i: int(i.rsplit("-", 1)[1])) == CLIENT_IDS, name
+        not_passed = {i: v for i, v in verdicts.items() if v[0] != "PASS"}
+        assert not not_passed, f"{name}: {not_passed}\n{tail}"
+        assert target["conformance"] == "full", name
+    matrix = data["matrix"]
+    assert {(c["arch"], c["image"]) for c in matrix["cells"]} == {
+        ("reference-client", "bookworm"),
+        ("reference-client", "trixie"),
+    }
+    assert code == 0, tail
+
+
+@pytest.mark.parametrize("name", sorted(CLIENT_MUTANTS))
+def test_the_client_checks_fail_the_mutant_on_its_requirements(name: str, tmp_path: Path) -> None:
+    docker_or_skip()
+    mutant = CLIENT_MUTANTS[name]
+    args = _client_args(f"python3 -m tests.client_mutants {name}")
+    code, data, tail = _run([*args, "--only", ",".join(mutant.requirements)], tmp_path / "report.json")
+    (target,) = data["targets"]
+    verdicts = {r["id"]: r["verdict"] for r in target["results"]}
+    errors = [i for i, v in verdicts.items() if v == "ERROR"]
+    assert not errors, f"{name}: harness errors, not verdicts: {errors}\n{tail}"
+    for requirement_id in mutant.requirements:
+        assert verdicts.get(requirement_id) == "FAIL", (
+            f"{name} ({mutant.description}): expected {requirement_id} to FAIL, got {verdicts}\n{tail}"
+        )
+    assert code == 1, tail
