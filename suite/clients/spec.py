@@ -56,15 +56,9 @@ def check_template(template: str) -> None:
 
 
 def fill(template: str, *, host: str, port: str, ca: str, cmd: list[str]) -> list[str]:
-    """The command line: {cmd} standing alone becomes one word per request
-    word; inside a word, the words joined by spaces."""
-    argv: list[str] = []
-    for word in shlex.split(template):
-        if word == "{cmd}":
-            argv.extend(cmd)
-        else:
-            argv.append(word.format(host=host, port=port, ca=ca, cmd=" ".join(cmd)))
-    return argv
+    """The command line. An unquoted {cmd} becomes one word per request word;
+    a quoted one, as in '{cmd}', stays one word (the shell's rules)."""
+    return shlex.split(template.format(host=host, port=port, ca=ca, cmd=" ".join(cmd)))
 
 
 REFERENCE_FLAGS = {
