@@ -82,6 +82,7 @@ EXPECTED = {
     "accepts-tls-1-1": ("CH-CLIENT-18",),
     "little-endian-frames": ("CH-CLIENT-20",),
     "repeats-urgent-byte": ("CH-CLIENT-21",),
+    "starttls-without-waiting": ("CH-CLIENT-19",),
 }
 
 # argv: [-c, TABLE (JSON), MODULE, client args...]. TABLE maps a name to its
@@ -461,6 +462,28 @@ def test_accepts_tls_1_1(trust: Trust) -> None:
     assert (reference.status, reference.stdout) == (TLS, b""), reference
     assert (mutant.status, mutant.stdout) == (OK, b"+PONG\n"), mutant
     assert versions == ["TLSv1.1"]  # the mutant's handshake; the reference's never completed
+
+
+def test_starttls_without_waiting_sends_its_handshake_before_the_ok(trust: Trust) -> None:
+    early: list[bytes] = []
+
+    def handle(conn: socket.socket) -> None:
+        assert read_line(conn) == b"STARTTLS\r\n"
+        # A careful server: is anything sent before the +OK has even been written?
+        readable, _, _ = select.select([conn], [], [], 0.3)
+        early.append(conn.recv(4096, socket.MSG_PEEK) if readable else b"")
+        conn.sendall(b"+OK\r\n")
+        with server_context(trust.good).wrap_socket(conn, server_side=True) as tls:
+            pong(tls)
+
+    with Adversary(handle) as adv:
+        reference, mutant = both(
+            "starttls-without-waiting", "--starttls", "--ca", trust.ca_file, "localhost", str(adv.port), "PING"
+        )
+    assert (reference.status, reference.stdout) == (OK, b"+PONG\n"), reference
+    assert early[0] == b""
+    assert early[1][:1] == b"\x16", early  # a TLS handshake record, before any +OK
+    assert mutant.status != OK, mutant
 
 
 # ---- framed mode and urgent data ---------------------------------------------------------------------

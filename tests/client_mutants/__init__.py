@@ -345,6 +345,24 @@ def _accepts_tls_1_1() -> None:
 # ---- framed mode and urgent data (CH-CLIENT-20, CH-CLIENT-21) --------------------------------
 
 
+@_mutant("starttls-without-waiting", ("CH-CLIENT-19",))
+def _starttls_without_waiting() -> None:
+    """Sends STARTTLS and starts the TLS handshake at once, without waiting for the server's +OK (the
+    pipelining of CVE-2011-0411): the ClientHello reaches a server that still reads plaintext, and the
+    +OK is then read as TLS."""
+    from reference_client import session
+
+    reference = session.Runner._switch
+
+    def switch(self: session.Runner, channel: session.Channel, command: bytes) -> bool:
+        if command != b"STARTTLS":
+            return reference(self, channel, command)
+        channel.sock.sendall(command + b"\r\n")
+        return True
+
+    session.Runner._switch = switch  # type: ignore[method-assign]
+
+
 @_mutant("little-endian-frames", ("CH-CLIENT-20",))
 def _little_endian_frames() -> None:
     """Sends each frame's 4-byte length little-endian (the book's native pack('I') on x86); replies are
