@@ -21,6 +21,9 @@ from pathlib import Path
 import trustme
 
 IO_TIMEOUT = 10.0  # every socket operation of an adversary
+RUN_TIMEOUT = 20.0  # every client process
+QUICK = 2.0  # "at once": well under the 5 s default read timeout, interpreter start included
+OK, ERROR_REPLY, USAGE, DNS, CONNECT, TIMEOUT, TLS, PROTOCOL = range(8)  # PROTOCOL.md section 17
 
 Handler = Callable[[socket.socket], None]
 

@@ -45,7 +45,17 @@ import trustme
 
 from tests.client_mutants import CLIENT_MUTANTS
 from tests.client_support import (
+    CONNECT,
+    DNS,
+    ERROR_REPLY,
     IO_TIMEOUT,
+    OK,
+    PROTOCOL,
+    QUICK,
+    RUN_TIMEOUT,
+    TIMEOUT,
+    TLS,
+    USAGE,
     Adversary,
     Handler,
     Trust,
@@ -60,9 +70,6 @@ from tests.client_support import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT = 20.0  # every client process
-QUICK = 2.0  # "at once": well under the 5 s default read timeout, interpreter start included
-OK, ERROR_REPLY, USAGE, DNS, CONNECT, TIMEOUT, TLS, PROTOCOL = range(8)
 REFERENCE = "reference"
 NAME = "service.sockspec.test"  # a made-up name, known only to FAKE_DNS
 

@@ -36,7 +36,17 @@ from reference_client.connect import Address, connect
 from suite.certs import CertificateFiles
 from suite.targets.process import Endpoint, ServerProcess, free_port
 from tests.client_support import (
+    CONNECT,
+    DNS,
+    ERROR_REPLY,
     IO_TIMEOUT,
+    OK,
+    PROTOCOL,
+    QUICK,
+    RUN_TIMEOUT,
+    TIMEOUT,
+    TLS,
+    USAGE,
     Adversary,
     Trust,
     answer,
@@ -50,9 +60,6 @@ from tests.client_support import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-RUN_TIMEOUT = 20.0  # every client process
-QUICK = 2.0  # "at once": well under the 5 s default read timeout, interpreter start included
-OK, ERROR_REPLY, USAGE, DNS, CONNECT, TIMEOUT, TLS, PROTOCOL = range(8)
 
 
 # ---- running the client --------------------------------------------------------

@@ -43,19 +43,21 @@ def _reaches_the_server(client: ClientUnderTest, name: str, why: str, *, within:
         s.expect_within(within, why)
 
 
+def _ipv6_or_unsupported(client: ClientUnderTest) -> None:
+    reason = client.dns_placement().docker.ipv6
+    if reason:
+        raise Unsupported(f"IPv6 on the internal network: {reason}")
+
+
 @requirement("CH-CLIENT-1")
 def test_a_name_with_only_an_aaaa_record_is_reached(client: ClientUnderTest) -> None:
-    placement = client.dns_placement()
-    if placement.docker.ipv6:
-        raise Unsupported(f"IPv6 on the internal network: {placement.docker.ipv6}")
+    _ipv6_or_unsupported(client)
     _reaches_the_server(client, zone.V6_ONLY, f"{zone.V6_ONLY} has one AAAA record, of the suite's server")
 
 
 @requirement("CH-CLIENT-1")
 def test_a_name_whose_a_record_refuses_is_reached_by_its_aaaa_record(client: ClientUnderTest) -> None:
-    placement = client.dns_placement()
-    if placement.docker.ipv6:
-        raise Unsupported(f"IPv6 on the internal network: {placement.docker.ipv6}")
+    _ipv6_or_unsupported(client)
     _reaches_the_server(client, zone.DUAL, f"{zone.DUAL}: its A record refuses, its AAAA record is the server")
 
 

@@ -125,24 +125,22 @@ def bootstrap_base(engine: Any, base: Base, log: Log = print) -> None:
 
 def build_server_image(engine: Any, base: Base, log: Log = print) -> str:
     """The reference-server image on ``base``; cached layers make a rebuild free."""
-    base_name = ensure_base(engine, base, log)
-    tag = f"{SERVER_REPOSITORY}:{base.key}"
-    source = Path(__file__).resolve().parents[2] / "reference_servers"
-    with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
-        shutil.copytree(source, Path(context) / "reference_servers", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(DOCKER_DIR / "reference-server.Dockerfile", Path(context) / "Dockerfile")
-        _build(engine, context, tag, base_name, log)
-    return tag
+    return _package_image(engine, base, "reference_servers", SERVER_REPOSITORY, "reference-server.Dockerfile", log=log)
 
 
 def build_client_image(engine: Any, base: Base, log: Log = print) -> str:
     """The reference client on ``base`` (python3 only), as the servers are."""
+    return _package_image(engine, base, "reference_client", CLIENT_REPOSITORY, "reference-client.Dockerfile", log=log)
+
+
+def _package_image(engine: Any, base: Base, package: str, repository: str, dockerfile: str, *, log: Log) -> str:
+    """One standard-library package of the project on ``base``."""
     base_name = ensure_base(engine, base, log)
-    tag = f"{CLIENT_REPOSITORY}:{base.key}"
-    source = Path(__file__).resolve().parents[2] / "reference_client"
+    tag = f"{repository}:{base.key}"
+    source = Path(__file__).resolve().parents[2] / package
     with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
-        shutil.copytree(source, Path(context) / "reference_client", ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copy(DOCKER_DIR / "reference-client.Dockerfile", Path(context) / "Dockerfile")
+        shutil.copytree(source, Path(context) / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(DOCKER_DIR / dockerfile, Path(context) / "Dockerfile")
         _build(engine, context, tag, base_name, log)
     return tag
 
