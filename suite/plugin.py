@@ -216,7 +216,7 @@ def _read_client_options(config: pytest.Config) -> tuple[dict[str, ClientSpec], 
         raise UsageProblem("--client-cmd-for needs a --client-cmd")
     for template in [*templates, *per_feature.values()]:
         try:
-            check_template(template)
+            check_template(template, required=("host", "port"))
         except ValueError as error:
             raise UsageProblem(str(error)) from None
     for index, template in enumerate(templates):
@@ -283,7 +283,10 @@ def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
         pytest.exit(f"sockspec: --image and --client-image need Docker: {error}", returncode=2)
     except Exception as error:
         pytest.exit(f"sockspec: setting up Docker failed: {error}", returncode=2)
-    environment = state.docker
+    _clean_up_on_exit(state.docker)
+
+
+def _clean_up_on_exit(environment: DockerEnvironment) -> None:
     atexit.register(environment.close)
     if threading.current_thread() is threading.main_thread():
         # A plain SIGTERM would end the run without its cleanup; make it a Ctrl-C.
@@ -292,7 +295,7 @@ def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
 
 def _try_docker_for_clients(config: pytest.Config, state: SockspecConfig) -> None:
     """Clients on this machine: Docker is used for the DNS scenarios where it
-    answers; where it does not, they are UNSUPPORTED with the reason."""
+    can be set up; where it cannot, they are UNSUPPORTED with the reason."""
     if hasattr(config, "workerinput"):
         state.docker_reason = config.workerinput.get("sockspec_docker_reason", "")
         if "sockspec_docker" in config.workerinput:
@@ -300,10 +303,13 @@ def _try_docker_for_clients(config: pytest.Config, state: SockspecConfig) -> Non
         return
     try:
         docker_client()
-    except DockerUnavailable as error:
-        state.docker_reason = str(error)
+        state.docker = DockerEnvironment.create(
+            [], log=lambda line: print(f"sockspec: {line}", flush=True), dns_base=next(iter(load_bases().values()))
+        )
+    except Exception as error:  # no engine, or no image for the DNS server: the run goes on without
+        state.docker_reason = f"{error}".strip().splitlines()[0][:300] or type(error).__name__
         return
-    _set_up_docker(config, state)
+    _clean_up_on_exit(state.docker)
 
 
 def _interrupt(signum: int, frame: object) -> None:

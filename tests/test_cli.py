@@ -37,6 +37,7 @@ def sockspec(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
         (("run", "--reference", "evented", "--only", "CH-NONE-*"), "selects no check"),
         (("run", "--cmd", "python3 -m x --port {nope}"), "unknown placeholder"),
         (("run", "--client-cmd", "client {host} {nope}"), "unknown placeholder"),
+        (("run", "--client-cmd", "client localhost {port} {cmd}"), "needs {host}"),
         (("run", "--client-cmd", "client 'unclosed {host}"), "bad client template"),
         (("run", "--client-cmd", "c {host}", "--client-cmd-for", "telepathy=c"), "FEATURE=TEMPLATE"),
         (("run", "--client-cmd-for", "tls=c {ca}"), "no target"),

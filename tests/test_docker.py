@@ -44,7 +44,9 @@ def test_every_image_is_labelled_with_the_project(engine: object) -> None:
         assert labels.get(docker_engine.PROJECT_LABEL) == docker_engine.PROJECT, (tag, labels)
 
 
-def test_the_matrix_of_seven_architectures_by_two_images_passes_every_must(engine: object, tmp_path: Path) -> None:
+def test_the_matrix_of_seven_architectures_and_the_client_by_two_images_passes_every_must(
+    engine: object, tmp_path: Path
+) -> None:
     report = tmp_path / "matrix.json"
     command = [
         sys.executable, "-m", "suite.cli", "matrix",
@@ -56,7 +58,8 @@ def test_the_matrix_of_seven_architectures_by_two_images_passes_every_must(engin
     tail = (result.stdout + result.stderr)[-5000:]
     data = json.loads(report.read_text())
     cells = data["matrix"]["cells"]
-    assert len(cells) == 14, f"expected 14 cells, got {len(cells)}"
+    assert len(cells) == 16, f"expected 7 servers and the reference client on 2 images, got {len(cells)} cells"
+    assert sorted(c["arch"] for c in cells if c["kind"] == "client") == ["reference-client"] * 2
     failing = [
         f"{t['name']}: {r['id']} {r['verdict']} {r['detail']}"
         for t in data["targets"]
@@ -70,7 +73,7 @@ def test_the_matrix_of_seven_architectures_by_two_images_passes_every_must(engin
     assert {c["python"][:4] for c in cells} == {"3.11", "3.13"}, "bookworm has Python 3.11 and trixie 3.13"
     assert result.returncode == 0, tail
     assert leftovers(engine) == [], "the run left Docker objects behind"
-    print(f"matrix: 14 cells in {elapsed:.0f} s")
+    print(f"matrix: 16 cells in {elapsed:.0f} s")
 
 
 def test_an_interrupted_run_leaves_no_container_or_network(engine: object, tmp_path: Path) -> None:

@@ -177,6 +177,16 @@ class ContainerPlacement(Placement):
             ) from None
         return _from_report(argv, self.where, deadline, report)
 
+    def dns_queries(self) -> list[str]:
+        """Every query the suite's DNS server has logged from this client's address."""
+        try:
+            server = self.docker.engine.containers.get(self.docker.dns_container_name())
+            log = server.logs(stdout=True, stderr=False).decode(errors="replace")
+        except Exception as error:  # the explanation goes on without it
+            return [f"(the DNS server's log is unavailable: {error})"]
+        me = f"from {self.docker.plan.client(self.slot)}"
+        return [line for line in log.splitlines() if line.startswith("query ") and line.endswith(me)]
+
     def resolve(self, name: str) -> list[str] | str:
         """The addresses getaddrinfo gives for ``name`` in the client's
         container, in order (or why it failed)."""

@@ -43,8 +43,9 @@ class ClientSpec:
         )
 
 
-def check_template(template: str) -> None:
-    """ValueError for an unknown placeholder, a stray brace, or bad quoting."""
+def check_template(template: str, required: tuple[str, ...] = ()) -> None:
+    """ValueError for an unknown placeholder, a stray brace, bad quoting, or a
+    ``required`` placeholder missing."""
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
         shlex.split(template)
@@ -53,6 +54,9 @@ def check_template(template: str) -> None:
     unknown = [name for name in names if name not in PLACEHOLDERS]
     if unknown:
         raise ValueError(f"unknown placeholder {{{unknown[0]}}} in a client template; known: {', '.join(PLACEHOLDERS)}")
+    missing = [name for name in required if name not in names]
+    if missing:
+        raise ValueError(f"a client template needs {{{missing[0]}}}: {template!r}")
 
 
 def fill(template: str, *, host: str, port: str, ca: str, cmd: list[str]) -> list[str]:

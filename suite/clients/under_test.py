@@ -22,6 +22,7 @@ class Scenario:
 
     run: ClientRun
     server: Adversary
+    dns_queries: list[str] | None = None  # what the client asked the suite's DNS server, in DNS scenarios
 
     @property
     def exchanges(self) -> list[Exchange]:
@@ -35,8 +36,15 @@ class Scenario:
             expected=expected,
             actual=actual,
             transcripts=[exchange.transcript for exchange in self.exchanges],
-            context=self.run.describe() + self._server_notes(),
+            context=self.run.describe() + self._dns_notes() + self._server_notes(),
         )
+
+    def _dns_notes(self) -> list[str]:
+        if self.dns_queries is None:
+            return []
+        if not self.dns_queries:
+            return ["The suite's DNS server: no query from the client."]
+        return ["The suite's DNS server got, from the client:", *(f"  {line}" for line in self.dns_queries)]
 
     def _server_notes(self) -> list[str]:
         if not self.exchanges:
@@ -166,12 +174,15 @@ class ClientUnderTest:
         server = Adversary(
             placement.listen, script, tls=context, timeout=deadline + 5, linger=limit, starttls_pause=starttls_pause
         )
+        contained = isinstance(placement, ContainerPlacement)
+        queries_before = len(placement.dns_queries()) if contained else 0
         with server:
             port = server.port if port is None else port
             argv = command(self.spec, feature, placement, host=host or placement.name, port=port, cmd=cmd)
             run = placement.run(self.spec, argv, deadline)
             server.finished(5.0)
-        return Scenario(run, server)
+        queries = placement.dns_queries()[queries_before:] if contained else None
+        return Scenario(run, server, queries)
 
     def close(self) -> None:
         if self._contained is not None:

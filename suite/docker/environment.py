@@ -83,7 +83,7 @@ class DockerEnvironment:
             image,
             [json.dumps(self.plan.zone())],
             labels=self.labels(),
-            name=f"sockspec-{self.run_id}-dns",
+            name=self.dns_container_name(),
             network=self.internal_network,
             networking_config={
                 self.internal_network: self.engine.api.create_endpoint_config(ipv4_address=self.plan.dns)
@@ -120,6 +120,9 @@ class DockerEnvironment:
         handover = dict(handover)
         plan = handover.pop("plan")
         return cls(docker_engine.client(), **handover, plan=None if plan is None else AddressPlan(*plan))
+
+    def dns_container_name(self) -> str:
+        return f"sockspec-{self.run_id}-dns"
 
     def container_name(self) -> str:
         return f"sockspec-{self.run_id}-{worker_id()}-{next(self._names)}"

@@ -4,6 +4,8 @@ with the classic builder (docker-py has no BuildKit)."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import shutil
 import ssl
@@ -25,6 +27,7 @@ SERVER_REPOSITORY = "sockspec-server"
 SUITE_REPOSITORY = "sockspec-suite"
 CLIENT_REPOSITORY = "sockspec-client"
 DNS_REPOSITORY = "sockspec-dns"
+SOURCES_LABEL = "org.sockspec.sources"  # a digest of what an image was built from
 
 Log = Callable[[str], None]
 
@@ -146,12 +149,21 @@ def _package_image(engine: Any, base: Base, package: str, repository: str, docke
 
 
 def build_dns_image(engine: Any, base: Base, log: Log = print) -> str:
-    """The suite's DNS server (docker/zone_server.py) with dnslib, on ``base``."""
+    """The suite's DNS server (docker/zone_server.py) with dnslib, on ``base``.
+    An image built from the same sources is reused as it is, without asking
+    the package index again."""
     base_name = ensure_base(engine, base, log)
     tag = f"{DNS_REPOSITORY}:{base.key}"
+    dnslib = [d for d in _dependencies(Path(__file__).resolve().parents[2]) if d.startswith("dnslib")]
+    sources = hashlib.sha256(engine.images.get(base_name).id.encode())
+    for part in ("zone_server.py", "dns-server.Dockerfile"):
+        sources.update((DOCKER_DIR / part).read_bytes())
+    sources.update(" ".join(dnslib).encode())
+    with contextlib.suppress(Exception):
+        if engine.images.get(tag).labels.get(SOURCES_LABEL) == sources.hexdigest():
+            return tag
     with tempfile.TemporaryDirectory(prefix="sockspec-build-") as context:
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-        dnslib = [d for d in _dependencies(Path(__file__).resolve().parents[2]) if d.startswith("dnslib")]
         subprocess.run(
             [*pip, "download", "--no-deps", "--only-binary=:all:", "--dest", context, *dnslib],
             check=True,
@@ -161,17 +173,19 @@ def build_dns_image(engine: Any, base: Base, log: Log = print) -> str:
         wheel.rename(Path(context) / "dnslib.whl")
         shutil.copy(DOCKER_DIR / "zone_server.py", Path(context) / "zone_server.py")
         shutil.copy(DOCKER_DIR / "dns-server.Dockerfile", Path(context) / "Dockerfile")
-        _build(engine, context, tag, base_name, log)
+        _build(engine, context, tag, base_name, log, labels={SOURCES_LABEL: sources.hexdigest()})
     return tag
 
 
-def _build(engine: Any, context: str, tag: str, base_name: str, log: Log) -> None:
+def _build(
+    engine: Any, context: str, tag: str, base_name: str, log: Log, *, labels: dict[str, str] | None = None
+) -> None:
     try:
         engine.images.build(
             path=context,
             tag=tag,
             buildargs={"BASE": base_name},
-            labels={PROJECT_LABEL: PROJECT},
+            labels={PROJECT_LABEL: PROJECT, **(labels or {})},
             rm=True,
             forcerm=True,
         )
