@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FEATURE=TEMPLATE",
         help="the client's command for tls, starttls, framed or urgent",
     )
+    clients.add_argument(
+        "--client-cmd-image", metavar="IMAGE", help="an image with what --client-cmd needs, for the DNS scenarios"
+    )
     clients.add_argument("--client-reference", action="store_true", help="our reference client, on this machine")
     clients.add_argument(
         "--client-image", action="append", default=[], metavar="IMAGE", help="our reference client in a container"
@@ -200,7 +203,7 @@ def run_suite(options: argparse.Namespace) -> int:
     for switch in ("client_reference", "no_dns"):
         if getattr(options, switch):
             args.append(f"--{switch.replace('_', '-')}")
-    for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout"):
+    for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout", "client_cmd_image"):
         value = getattr(options, flag)
         if value is not None:
             args += [f"--{flag.replace('_', '-')}", str(value)]

@@ -27,7 +27,7 @@ from .clients.certs import make_client_certificates
 from .clients.spec import MAIN, ClientSpec, check_template
 from .clients.spec import reference_spec as client_reference_spec
 from .clients.under_test import ClientUnderTest
-from .clients.zone import GOOD
+from .clients.zone import NAMES as ZONE_NAMES
 from .docker.engine import DockerUnavailable
 from .docker.engine import client as docker_client
 from .docker.environment import DockerEnvironment
@@ -87,6 +87,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
         metavar="FEATURE=TEMPLATE",
         help="the client's command for one optional feature: tls, starttls, framed, urgent",
+    )
+    group.addoption(
+        "--client-cmd-image",
+        default=None,
+        metavar="IMAGE",
+        help="a Docker image with what --client-cmd needs, for the DNS scenarios (default: sockspec-base:bookworm)",
     )
     group.addoption("--client-reference", action="store_true", help="check our reference client, on this machine")
     group.addoption(
@@ -221,7 +227,9 @@ def _read_client_options(config: pytest.Config) -> tuple[dict[str, ClientSpec], 
             raise UsageProblem(str(error)) from None
     for index, template in enumerate(templates):
         name = "client" if len(templates) == 1 else f"client{index + 1}"
-        clients[name] = ClientSpec(name, {MAIN: template, **per_feature})
+        clients[name] = ClientSpec(
+            name, {MAIN: template, **per_feature}, container_image=config.getoption("client_cmd_image")
+        )
     if config.getoption("client_reference"):
         clients["client-reference"] = client_reference_spec()
     client_bases: list[str] = []
@@ -447,9 +455,12 @@ def sockspec_clients(
 ) -> Iterator[dict[str, ClientUnderTest]]:
     """Every client under test, with the certificates its scenarios show it."""
     state = _state(request.config)
-    names = ["localhost", "127.0.0.1", GOOD]
-    if state.docker is not None and state.docker.plan is not None:
-        names.append(state.docker.plan.gateway)
+    # The good chain is valid for every name and address that leads to the suite's
+    # servers, so that a TLS client's DNS scenarios are about DNS only.
+    names = ["localhost", "127.0.0.1", "::1", *ZONE_NAMES]
+    plan = state.docker.plan if state.docker is not None else None
+    if plan is not None:
+        names += [address for address in (plan.gateway, plan.gateway6) if address]
     certs = make_client_certificates(tmp_path_factory.mktemp("client-certs"), names)
     worker = request.config.workerinput.get("workerid", "gw0") if hasattr(request.config, "workerinput") else "gw0"
     base_slot = int(worker.removeprefix("gw") or 0) * len(state.clients)

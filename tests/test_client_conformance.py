@@ -63,6 +63,23 @@ def test_the_reference_client_passes_every_client_check_here_and_in_both_images(
     assert code == 0, tail
 
 
+def test_a_client_that_speaks_tls_in_every_scenario_passes_too(tmp_path: Path) -> None:
+    """One template with {ca} for everything: the suite's servers meet TLS in
+    the DNS, timeout, truncation, framed and urgent scenarios as well."""
+    docker_or_skip()
+    program = "python3 -m reference_client --tls --ca {ca}"
+    args = ["--client-cmd", f"{program} {{host}} {{port}} {{cmd}}"]
+    args += ["--client-cmd-for", f"framed={program} --framed {{host}} {{port}} {{cmd}}"]
+    args += ["--client-cmd-for", f"urgent={program} --abort-after 150 {{host}} {{port}} {{cmd}}"]
+    args += ["--client-cmd-for", "starttls=python3 -m reference_client --starttls --ca {ca} {host} {port} {cmd}"]
+    code, data, tail = _run([*args, "-n", "2"], tmp_path / "report.json")
+    (target,) = data["targets"]
+    not_passed = {r["id"]: (r["verdict"], r["detail"]) for r in target["results"] if r["verdict"] != "PASS"}
+    assert not not_passed, f"{not_passed}\n{tail}"
+    assert len(target["results"]) == len(CLIENT_IDS)
+    assert code == 0, tail
+
+
 @pytest.mark.parametrize("name", sorted(CLIENT_MUTANTS))
 def test_the_client_checks_fail_the_mutant_on_its_requirements(name: str, tmp_path: Path) -> None:
     docker_or_skip()

@@ -164,3 +164,23 @@ def test_starttls_waits_for_the_whole_ok_before_the_handshake(client: ClientUnde
             "the client's STARTTLS command did not upgrade with STARTTLS", expected="STARTTLS", actual=exchange.mode
         )
     s.expect_stdout(f"${token}\n".encode(), "the reply, over TLS")
+
+
+@requirement("CH-CLIENT-19")
+def test_starttls_answered_with_an_error_starts_no_handshake(client: ClientUnderTest) -> None:
+    s = client.scenario(
+        answer(b"+PONG"),
+        cmd="PING",
+        feature="starttls",
+        starttls_refusal=b"-ERR UNKNOWN STARTTLS is not offered here",
+        limit=3.0,
+    )
+    exchange = s.only_exchange()
+    if exchange.problems:
+        raise s.violation("the client went on with TLS although STARTTLS was refused", actual=exchange.problems[0])
+    if s.run.status in (0, None):
+        raise s.violation(
+            "a refused STARTTLS cannot end in success",
+            expected="a failure status (1, the -ERR)",
+            actual=s.run.outcome(),
+        )

@@ -63,8 +63,7 @@ class Session:
     """The script's handle on one connection."""
 
     def __init__(self, sock: socket.socket, exchange: Exchange, adversary: Adversary) -> None:
-        self.sock = sock
-        self.raw = sock  # the TCP socket under TLS: urgent data lives there
+        self.sock = sock  # an SSLSocket once TLS is up; the descriptor stays the TCP socket's
         self.exchange = exchange
         self.adversary = adversary
         self.buffer = bytearray()
@@ -159,12 +158,12 @@ class Session:
         for request())."""
         end = time.monotonic() + limit
         poller = select.poll()
-        poller.register(self.raw.fileno(), select.POLLPRI)
+        poller.register(self.sock.fileno(), select.POLLPRI)
         while (left := end - time.monotonic()) > 0:
             if not poller.poll(left * 1000):
                 continue
             # A plain socket object over the same descriptor: SSLSocket refuses MSG_OOB.
-            with socket.socket(fileno=os.dup(self.raw.fileno())) as plain:
+            with socket.socket(fileno=os.dup(self.sock.fileno())) as plain:
                 plain.setblocking(False)
                 try:
                     byte = plain.recv(1, socket.MSG_OOB)
@@ -194,19 +193,19 @@ class Session:
         self.send(data, segment=segment)
 
     def close(self) -> None:
-        """A clean close (FIN)."""
+        """A clean close (FIN), after TLS's close_notify."""
         with contextlib.suppress(OSError, ssl.SSLError):
             if isinstance(self.sock, ssl.SSLSocket):
                 self.sock.settimeout(0.5)
-                self.sock.unwrap()
+                self.sock = self.sock.unwrap()
         with contextlib.suppress(OSError):
-            self.raw.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(socket.SHUT_WR)
         self.exchange.note("the suite's server closed its side (FIN)")
 
     def reset(self) -> None:
-        """An abortive close (RST)."""
-        self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.raw.close()
+        """An abortive close (RST), without TLS's close_notify."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
         self.exchange.note("the suite's server reset the connection (RST)")
 
 
@@ -237,6 +236,7 @@ class Adversary:
         timeout: float = 30.0,
         linger: float = 10.0,
         starttls_pause: float = 0.0,
+        starttls_refusal: bytes | None = None,
     ) -> None:
         self.hosts = hosts
         self.script = script
@@ -244,6 +244,7 @@ class Adversary:
         self.timeout = timeout
         self.linger = linger  # how long the ordinary server waits for the client to leave
         self.starttls_pause = starttls_pause  # pause inside "+OK\r\n" of STARTTLS
+        self.starttls_refusal = starttls_refusal  # the answer to STARTTLS instead of +OK
         self.deadline = time.monotonic() + timeout
         self.exchanges: list[Exchange] = []
         self.port = 0
@@ -355,6 +356,16 @@ class Adversary:
 
     def on_starttls(self, session: Session) -> None:
         session.exchange.mode = "starttls"
+        if self.starttls_refusal is not None:
+            session.send(self.starttls_refusal + b"\r\n")
+            # After any answer but +OK, a handshake must not start (CH-CLIENT-19).
+            with contextlib.suppress(ClientGone):
+                while True:
+                    session.buffer += session._receive(self.linger)
+                    if session.buffer[:1] == b"\x16":
+                        session.exchange.problems.append("the client started a TLS handshake after a refusal")
+                        break
+            raise ClientGone("STARTTLS refused")
         if self.starttls_pause:
             session.send(b"+O")
             # The client must send nothing until the whole +OK has arrived (CH-CLIENT-19).

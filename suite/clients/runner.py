@@ -139,7 +139,7 @@ class ContainerPlacement(Placement):
             image, workdir = docker.client_images[spec.image], None
             mounts = {str(ca_dir): str(ca_dir)}
         else:
-            image, workdir = f"sockspec-base:{_first_base()}", os.getcwd()
+            image, workdir = spec.container_image or f"sockspec-base:{_first_base()}", os.getcwd()
             mounts = {path: path for path in _paths_to_mount(spec, ca_dir)}
         where = f"in a container of {image} at {plan.client(slot)}, resolving through {plan.dns}"
         return cls(where, GOOD, plan.gateway, listen, ca_dir, docker, image, slot, mounts, workdir)

@@ -20,6 +20,7 @@ class ClientSpec:
     name: str
     templates: dict[str, str]  # MAIN or a feature -> a command line with {placeholders}
     image: str | None = None  # a base key: the reference client's image runs every scenario
+    container_image: str | None = None  # where the templates run for DNS scenarios (default: the first base)
     env: dict[str, str] = field(default_factory=dict)
     described: str = ""
 
@@ -37,10 +38,15 @@ class ClientSpec:
         return sorted(f for f in OPTIONAL_FEATURES if self.template(f) is not None)
 
     def describe(self) -> str:
-        return self.described or " ".join(
+        if self.described:
+            return self.described
+        words = [
             f"--client-cmd {shlex.quote(value)}" if key == MAIN else f"--client-cmd-for {shlex.quote(f'{key}={value}')}"
             for key, value in self.templates.items()
-        )
+        ]
+        if self.container_image:
+            words.append(f"--client-cmd-image {shlex.quote(self.container_image)}")
+        return " ".join(words)
 
 
 def check_template(template: str, required: tuple[str, ...] = ()) -> None:

@@ -164,6 +164,7 @@ class ClientUnderTest:
         limit: float = 15.0,
         port: int | str | None = None,
         starttls_pause: float = 0.0,
+        starttls_refusal: bytes | None = None,
     ) -> Scenario:
         """Start a server running ``script``, run the client against it, and
         wait for the server's side to end. ``limit``: the longest a correct
@@ -172,7 +173,13 @@ class ClientUnderTest:
         context = self.certs.server_context(tls, tls_1_1_only=tls_1_1_only) if tls else None
         deadline = limit + RUN_MARGIN
         server = Adversary(
-            placement.listen, script, tls=context, timeout=deadline + 5, linger=limit, starttls_pause=starttls_pause
+            placement.listen,
+            script,
+            tls=context,
+            timeout=deadline + 5,
+            linger=limit,
+            starttls_pause=starttls_pause,
+            starttls_refusal=starttls_refusal,
         )
         contained = isinstance(placement, ContainerPlacement)
         queries_before = len(placement.dns_queries()) if contained else 0

@@ -32,6 +32,7 @@ V6_ONLY = f"v6-only.{ZONE}"  # AAAA: good
 DUAL = f"dual.{ZONE}"  # A: refusing; AAAA: good
 NO_ADDRESS = f"no-address.{ZONE}"  # in the zone, with no A or AAAA record
 MISSING = f"missing.{ZONE}"  # NXDOMAIN
+NAMES = (GOOD, REFUSED_FIRST, DEAD_FIRST, ALL_DEAD, NONE_REACHABLE, V6_ONLY, DUAL)  # the ones with addresses
 
 CLIENT_SLOTS = 48
 DEAD_COUNT = 8
