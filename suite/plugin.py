@@ -674,6 +674,12 @@ class ResultCollector:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.outcomes: list[CheckOutcome] = []
+        self.broken_modules: list[str] = []
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # A check module that cannot be imported judges nothing: never a pass.
+        if report.failed:
+            self.broken_modules.append(report.nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -710,7 +716,9 @@ class ResultCollector:
             files.write_json(config.getoption("sockspec_json"), targets, state.strict, state.seed)
         if config.getoption("sockspec_junit"):
             files.write_junit(config.getoption("sockspec_junit"), targets, state.strict)
-        if int(exitstatus) in (0, 1):  # leave pytest's own problems (interrupted, usage) alone
+        if self.broken_modules:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED  # the suite's own fault: exit 2 from sockspec
+        elif int(exitstatus) in (0, 1):  # leave pytest's own problems (interrupted, usage) alone
             session.exitstatus = exit_code(targets, state.strict)
 
 

@@ -161,3 +161,12 @@ def test_results_are_the_same_under_xdist(pytester: pytest.Pytester) -> None:
         "CH-URGENT-3": "UNSUPPORTED",
         "CH-CONC-1": "INFO",
     }
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")])
+def test_a_check_module_that_cannot_be_imported_is_never_a_pass(
+    pytester: pytest.Pytester, workers: tuple[str, ...]
+) -> None:
+    pytester.makepyfile(test_broken="def broken(:\n")
+    result = run(pytester, "--only", "CH-CMD-2", *workers, subprocess=True)
+    assert result.ret == 2, result.stdout.str()[-2000:]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 
-from suite.api import HarnessError, Unsupported, requirement
+from suite.api import HarnessError, Measure, Unsupported, requirement
 from suite.clients import zone
 from suite.clients.adversary import answer
 from suite.clients.runner import ContainerPlacement
@@ -31,12 +31,16 @@ def _in_order(placement: ContainerPlacement, name: str) -> None:
         raise HarnessError(f"getaddrinfo({name}) in the client's container gave {found}, not {expected}")
 
 
-def _reaches_the_server(client: ClientUnderTest, name: str, why: str, *, within: float | None = None) -> None:
+def _reaches_the_server(
+    client: ClientUnderTest, name: str, why: str, *, within: float | None = None, measure: Measure | None = None
+) -> None:
     placement = client.dns_placement()
     token = fresh_token()
     s = client.scenario(
         answer(f"${token}".encode()), cmd=f"ECHO {token}", host=name, placement=placement, limit=within or DEADLINE
     )
+    if measure is not None:
+        measure(f"run time via {name}", round(s.run.elapsed, 3), "s", "start to exit, in the client's container")
     s.expect_status(0, why)
     s.expect_stdout(f"${token}\n".encode(), "the reply, once connected")
     if within is not None:
@@ -70,7 +74,7 @@ def test_a_refusing_first_address_is_followed_by_the_next(client: ClientUnderTes
 
 
 @requirement("CH-CLIENT-3")
-def test_a_dead_first_address_costs_one_connect_timeout(client: ClientUnderTest) -> None:
+def test_a_dead_first_address_costs_one_connect_timeout(client: ClientUnderTest, measure: Measure) -> None:
     _in_order(client.dns_placement(), zone.DEAD_FIRST)
     _reaches_the_server(
         client,
@@ -78,11 +82,12 @@ def test_a_dead_first_address_costs_one_connect_timeout(client: ClientUnderTest)
         f"{zone.DEAD_FIRST}: the first address never answers; the second must be tried after "
         f"{CONNECT_TIMEOUT:g} s (the per-attempt timeout), not when the kernel gives up",
         within=CONNECT_TIMEOUT + MARGIN,
+        measure=measure,
     )
 
 
 @requirement("CH-CLIENT-4", "CH-CLIENT-6")
-def test_connecting_gives_up_at_the_overall_deadline(client: ClientUnderTest) -> None:
+def test_connecting_gives_up_at_the_overall_deadline(client: ClientUnderTest, measure: Measure) -> None:
     placement = client.dns_placement()
     s = client.scenario(
         answer(b"+PONG"), cmd="PING", host=zone.ALL_DEAD, placement=placement, limit=DEADLINE + 2 * MARGIN
@@ -91,15 +96,17 @@ def test_connecting_gives_up_at_the_overall_deadline(client: ClientUnderTest) ->
         f"{zone.ALL_DEAD} has {zone.DEAD_COUNT} dead addresses: {zone.DEAD_COUNT} x {CONNECT_TIMEOUT:g} s "
         f"is more than the {DEADLINE:g} s deadline"
     )
+    measure(f"run time via {zone.ALL_DEAD}", round(s.run.elapsed, 3), "s", "start to exit")
     s.expect_status(4, why)
     s.expect_within(DEADLINE + 2 * MARGIN, why)
 
 
 @requirement("CH-CLIENT-5")
-def test_an_unknown_name_exits_3_at_once(client: ClientUnderTest) -> None:
+def test_an_unknown_name_exits_3_at_once(client: ClientUnderTest, measure: Measure) -> None:
     placement = client.dns_placement()
     for name, what in ((zone.MISSING, "NXDOMAIN"), (zone.NO_ADDRESS, "a name with no A or AAAA record")):
         s = client.scenario(answer(b"+PONG"), cmd="PING", host=name, placement=placement, limit=DNS_PROMPT)
+        measure(f"run time via {name}", round(s.run.elapsed, 3), "s", "start to exit")
         s.expect_status(3, f"{name}: {what} is a DNS failure")
         s.expect_within(DNS_PROMPT, f"{what} is known as soon as the resolver answers (in milliseconds)")
         if s.exchanges:

@@ -4,7 +4,7 @@ by its exit status, its output, its timing, and what it sent."""
 
 from __future__ import annotations
 
-from suite.api import requirement
+from suite.api import Measure, requirement
 from suite.clients.adversary import Session, answer
 from suite.clients.under_test import ClientUnderTest, fresh_token
 
@@ -43,7 +43,7 @@ def test_busy_followed_by_a_close_exits_1_not_7(client: ClientUnderTest) -> None
 
 
 @requirement("CH-CLIENT-7")
-def test_a_server_that_never_answers_meets_the_read_timeout(client: ClientUnderTest) -> None:
+def test_a_server_that_never_answers_meets_the_read_timeout(client: ClientUnderTest, measure: Measure) -> None:
     def silent(session: Session) -> None:
         session.request()
         session.wait_for_close(READ_TIMEOUT + 3 * READ_TOLERANCE)
@@ -57,6 +57,7 @@ def test_a_server_that_never_answers_meets_the_read_timeout(client: ClientUnderT
             actual=s.run.outcome(),
         )
     waited = exchange.closed_at - exchange.request_at
+    measure("request to the client's close", round(waited, 3), "s", "seen by the suite's server")
     if abs(waited - READ_TIMEOUT) > READ_TOLERANCE:
         raise s.violation(
             "the client's read timeout is not the declared 5 s",
