@@ -8,6 +8,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,8 +77,15 @@ def test_the_matrix_of_seven_architectures_and_the_client_by_two_images_passes_e
     print(f"matrix: 16 cells in {elapsed:.0f} s")
 
 
-def test_an_interrupted_run_leaves_no_container_or_network(engine: object, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "suite.cli", "run", "--image", "bookworm:all", "-n", "2"]
+@pytest.mark.parametrize(
+    "targets",
+    [("--image", "bookworm:all"), ("--client-reference", "--client-image", "bookworm")],
+    ids=["servers", "clients"],
+)
+def test_an_interrupted_run_leaves_no_container_or_network(
+    engine: object, tmp_path: Path, targets: tuple[str, ...]
+) -> None:
+    command = [sys.executable, "-m", "suite.cli", "run", *targets, "-n", "2"]
     since = int(time.time()) - 1
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -94,7 +102,11 @@ def test_an_interrupted_run_leaves_no_container_or_network(engine: object, tmp_p
         )
         started = next(iter(starts), None)
         assert started is not None, "the run never started a container"
-        assert _run_containers(engine), "no container of the run is up"
+        # The first may be a short-lived probe of the image; wait for one that stays up.
+        deadline = time.monotonic() + 60
+        while not _run_containers(engine):
+            assert time.monotonic() < deadline, "no container of the run stayed up"
+            threading.Event().wait(0.1)
         process.send_signal(signal.SIGINT)
         process.wait(60)
     finally:
