@@ -80,6 +80,19 @@ def test_a_client_that_speaks_tls_in_every_scenario_passes_too(tmp_path: Path) -
     assert code == 0, tail
 
 
+def test_a_plaintext_client_whose_template_takes_a_ca_is_not_failed_on_tls(tmp_path: Path) -> None:
+    """{ca} alone is no promise of TLS: a client that then speaks plaintext
+    offers no TLS (UNSUPPORTED); only an explicit TLS template makes it a failure."""
+    template = "python3 -m reference_client --ca {ca} {host} {port} {cmd}"
+    code, data, tail = _run(["--client-cmd", template, "--only", "CH-CLIENT-14", "--no-dns"], tmp_path / "a.json")
+    assert [r["verdict"] for r in data["targets"][0]["results"]] == ["UNSUPPORTED"], tail
+    assert code == 0, tail
+    insisting = ["--client-cmd", template, "--client-cmd-for", f"tls={template}"]
+    code, data, tail = _run([*insisting, "--only", "CH-CLIENT-14", "--no-dns"], tmp_path / "b.json")
+    assert [r["verdict"] for r in data["targets"][0]["results"]] == ["FAIL"], tail
+    assert code == 1, tail
+
+
 @pytest.mark.parametrize("name", sorted(CLIENT_MUTANTS))
 def test_the_client_checks_fail_the_mutant_on_its_requirements(name: str, tmp_path: Path) -> None:
     docker_or_skip()

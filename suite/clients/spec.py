@@ -34,6 +34,11 @@ class ClientSpec:
             return self.templates[MAIN]  # a template that takes a CA speaks TLS
         return None
 
+    @property
+    def tls_inferred(self) -> bool:
+        """TLS is assumed only because the one template takes {ca}."""
+        return "tls" not in self.templates and "{ca}" in self.templates.get(MAIN, "")
+
     def features(self) -> list[str]:
         return sorted(f for f in OPTIONAL_FEATURES if self.template(f) is not None)
 
