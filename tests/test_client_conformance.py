@@ -8,6 +8,7 @@ The DNS scenarios need Docker; without it these tests skip (and fail in CI).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,9 +27,12 @@ CLIENT_IDS = sorted(
 )
 
 
-def _run(args: list[str], report: Path) -> tuple[int, dict[str, Any], str]:
+def _run(args: list[str], report: Path, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any], str]:
     command = [sys.executable, "-m", "suite.cli", "run", *args, "--json", str(report), "--seed", "1"]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    environment = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False, env=environment
+    )
     tail = (result.stdout + result.stderr)[-4000:]
     assert report.exists(), f"no report (exit {result.returncode}):\n{tail}"
     return result.returncode, json.loads(report.read_text()), tail
@@ -77,6 +81,27 @@ def test_a_client_that_speaks_tls_in_every_scenario_passes_too(tmp_path: Path) -
     not_passed = {r["id"]: (r["verdict"], r["detail"]) for r in target["results"] if r["verdict"] != "PASS"}
     assert not not_passed, f"{not_passed}\n{tail}"
     assert len(target["results"]) == len(CLIENT_IDS)
+    assert code == 0, tail
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "reason"),
+    [
+        (["--no-dns"], {}, "--no-dns was given"),
+        ([], {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}, "no Docker engine answers"),
+    ],
+    ids=["no-dns", "no-engine"],
+)
+def test_without_docker_the_dns_scenarios_are_unsupported_with_the_reason(
+    tmp_path: Path, flags: list[str], env: dict[str, str], reason: str
+) -> None:
+    dns_ids = [f"CH-CLIENT-{n}" for n in range(1, 6)]
+    code, data, tail = _run(
+        ["--client-reference", *flags, "--only", ",".join(dns_ids)], tmp_path / "report.json", env=env
+    )
+    results = {r["id"]: r for r in data["targets"][0]["results"]}
+    for result in (results[i] for i in dns_ids):
+        assert result["verdict"] == "UNSUPPORTED" and reason in result["detail"], (result, tail)
     assert code == 0, tail
 
 
