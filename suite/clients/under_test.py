@@ -129,10 +129,6 @@ class ClientUnderTest:
         self._contained: ContainerPlacement | None = None
 
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
     def placement(self) -> Placement:
         """Where ordinary scenarios run: the client's image, or this machine."""
         return self.dns_placement() if self.spec.image is not None else self.local
@@ -146,10 +142,6 @@ class ClientUnderTest:
         if self._contained is None:
             self._contained = ContainerPlacement.for_spec(self.docker, self.spec, self.certs.directory, self.slot)
         return self._contained
-
-    def require(self, feature: str) -> None:
-        if self.spec.template(feature) is None:
-            raise Unsupported(f"the client offers no '{feature}' (give --client-cmd-for {feature}=TEMPLATE)")
 
     def scenario(
         self,
