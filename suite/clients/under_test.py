@@ -59,6 +59,8 @@ class Scenario:
                     f"TLS {exchange.tls_version}, SNI {exchange.sni!r}"
                     if exchange.tls_version
                     else f"handshake failed: {exchange.handshake_error}"
+                    if exchange.handshake_error
+                    else "no TLS handshake"
                 )
             lines.append(f"The suite's server, connection {index}: {'; '.join(facts)}")
             lines += [f"  noticed: {problem}" for problem in exchange.problems]
@@ -121,8 +123,7 @@ class ClientUnderTest:
     ) -> None:
         self.spec = spec
         self.certs = certs
-        self.local = LocalPlacement()
-        self.local.ca_dir = certs.directory
+        self.local = LocalPlacement(certs.directory)
         self.docker = docker
         self.docker_reason = docker_reason
         self.slot = slot
