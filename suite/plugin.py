@@ -29,7 +29,6 @@ from .clients.spec import reference_spec as client_reference_spec
 from .clients.under_test import ClientUnderTest
 from .clients.zone import NAMES as ZONE_NAMES
 from .docker.engine import DockerUnavailable
-from .docker.engine import client as docker_client
 from .docker.environment import DockerEnvironment
 from .docker.images import load_bases, local_facts, resolve_bases
 from .outcome import CheckOutcome, verdict_for_violation
@@ -256,10 +255,8 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(f"sockspec: {error}", returncode=2)
     config.stash[STATE] = state
     config.pluginmanager.register(ResultCollector(config), "sockspec-results")
-    if state.image_bases or state.client_bases:
-        _set_up_docker(config, state)
-    elif state.dns:
-        _try_docker_for_clients(config, state)
+    if state.image_bases or state.client_bases or state.dns:
+        _set_up_docker(config, state, required=bool(state.image_bases or state.client_bases))
     if config.getoption("hypothesis_seed", None) is None and hasattr(config.option, "hypothesis_seed"):
         config.option.hypothesis_seed = state.seed
 
@@ -272,13 +269,20 @@ def pytest_configure_node(node: Any) -> None:  # xdist: workers get the controll
         node.workerinput["sockspec_docker"] = state.docker.handover()
 
 
-def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
-    """The controller builds the images and creates the run's networks;
-    workers attach to them. Everything is swept when the run ends, also on
-    Ctrl-C and SIGTERM."""
+def _set_up_docker(config: pytest.Config, state: SockspecConfig, *, required: bool) -> None:
+    """The controller builds the images, creates the run's networks and starts
+    the DNS server; workers attach to them. Everything is swept when the run
+    ends, also on Ctrl-C and SIGTERM. Where only clients on this machine want
+    Docker (for the DNS scenarios), it is not ``required``: without it those
+    scenarios are UNSUPPORTED with the reason, and the run goes on."""
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        state.docker_reason = worker.get("sockspec_docker_reason", "")
+        if "sockspec_docker" not in worker:
+            return
     try:
-        if hasattr(config, "workerinput"):
-            state.docker = DockerEnvironment.attach(config.workerinput["sockspec_docker"])
+        if worker is not None:
+            state.docker = DockerEnvironment.attach(worker["sockspec_docker"])
             return
         known = load_bases()
         state.docker = DockerEnvironment.create(
@@ -287,9 +291,14 @@ def _set_up_docker(config: pytest.Config, state: SockspecConfig) -> None:
             client_bases=[known[key] for key in state.client_bases],
             dns_base=next(iter(known.values())) if state.dns else None,
         )
-    except DockerUnavailable as error:
-        pytest.exit(f"sockspec: --image and --client-image need Docker: {error}", returncode=2)
     except Exception as error:
+        if not required:
+            state.docker_reason = (
+                str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+            )
+            return
+        if isinstance(error, DockerUnavailable):
+            pytest.exit(f"sockspec: --image and --client-image need Docker: {error}", returncode=2)
         pytest.exit(f"sockspec: setting up Docker failed: {error}", returncode=2)
     _clean_up_on_exit(state.docker)
 
@@ -299,25 +308,6 @@ def _clean_up_on_exit(environment: DockerEnvironment) -> None:
     if threading.current_thread() is threading.main_thread():
         # A plain SIGTERM would end the run without its cleanup; make it a Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _try_docker_for_clients(config: pytest.Config, state: SockspecConfig) -> None:
-    """Clients on this machine: Docker is used for the DNS scenarios where it
-    can be set up; where it cannot, they are UNSUPPORTED with the reason."""
-    if hasattr(config, "workerinput"):
-        state.docker_reason = config.workerinput.get("sockspec_docker_reason", "")
-        if "sockspec_docker" in config.workerinput:
-            _set_up_docker(config, state)
-        return
-    try:
-        docker_client()
-        state.docker = DockerEnvironment.create(
-            [], log=lambda line: print(f"sockspec: {line}", flush=True), dns_base=next(iter(load_bases().values()))
-        )
-    except Exception as error:  # no engine, or no image for the DNS server: the run goes on without
-        state.docker_reason = f"{error}".strip().splitlines()[0][:300] or type(error).__name__
-        return
-    _clean_up_on_exit(state.docker)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -634,16 +634,8 @@ def test_pipelined_lines_are_all_answered_in_order(target: Target) -> None:
         replies += [b":%d\r\n" % i, b"$%d\r\n" % i, b"+PONG\r\n"]
     requests.append(b"GET " + key + b"\r\n")
     replies.append(b"$200\r\n")
-    expected = b"".join(replies)
     with target.connect() as c:
-        c.send(b"".join(requests))
-        got = c.wire.read_exactly(len(expected), timeout=5)
-        if got != expected:
-            raise c.violation(
-                f"{len(requests)} requests sent in one send did not get one reply each, in order",
-                expected=expected,
-                actual=got + c.wire.pending(),
-            )
+        _expect_replies_in_order(c, requests, replies, "requests", "reply")
 
 
 @requirement("CH-FRAME-17")
@@ -655,17 +647,22 @@ def test_pipelined_frames_are_all_answered_in_order(target: Target) -> None:
         replies += [frame(b":%d" % i), frame(b"$%d" % i), frame(b"+PONG")]
     requests.append(frame(b"GET " + key))
     replies.append(frame(b"$200"))
-    expected = b"".join(replies)
     with target.connect() as c:
         switch_to_framed(c)
-        c.send(b"".join(requests))
-        got = c.wire.read_exactly(len(expected), timeout=5)
-        if got != expected:
-            raise c.violation(
-                f"{len(requests)} frames sent in one send did not get one reply frame each, in order",
-                expected=expected,
-                actual=got + c.wire.pending(),
-            )
+        _expect_replies_in_order(c, requests, replies, "frames", "reply frame")
+
+
+def _expect_replies_in_order(c: Probe, requests: list[bytes], replies: list[bytes], sent: str, reply: str) -> None:
+    """All ``requests`` in one send; exactly ``replies``, in order."""
+    expected = b"".join(replies)
+    c.send(b"".join(requests))
+    got = c.wire.read_exactly(len(expected), timeout=5)
+    if got != expected:
+        raise c.violation(
+            f"{len(requests)} {sent} sent in one send did not get one {reply} each, in order",
+            expected=expected,
+            actual=got + c.wire.pending(),
+        )
 
 
 @requirement("CH-FRAME-18")

@@ -108,11 +108,11 @@ class Placement:
 
 
 class LocalPlacement(Placement):
-    def __init__(self) -> None:
+    def __init__(self, ca_dir: Path) -> None:
         # localhost may resolve to ::1 too: the server answers there as well, so
         # that only the scenarios about resolution depend on the address order.
         listen = ["127.0.0.1"] + (["::1"] if _loopback6() else [])
-        super().__init__("on this machine", "localhost", "127.0.0.1", listen)
+        super().__init__("on this machine", "localhost", "127.0.0.1", listen, ca_dir)
 
     def run(self, spec: ClientSpec, argv: list[str], deadline: float) -> ClientRun:
         report = timed.run(argv, deadline, cwd=os.getcwd(), env=spec.env)
