@@ -90,6 +90,9 @@ EXPECTED = {
     "little-endian-frames": ("CH-CLIENT-20",),
     "repeats-urgent-byte": ("CH-CLIENT-21",),
     "starttls-without-waiting": ("CH-CLIENT-19",),
+    "refused-is-a-timeout": ("CH-CLIENT-6",),
+    "error-reply-is-success": ("CH-CLIENT-12",),
+    "replies-keep-their-crlf": ("CH-CLIENT-11",),
 }
 
 # argv: [-c, TABLE (JSON), MODULE, client args...]. TABLE maps a name to its
@@ -270,7 +273,9 @@ def test_apart_from_its_bug_the_mutant_works(trust: Trust, name: str) -> None:
     """Resolve localhost, connect, TLS with a good certificate, two pipelined requests: 0 and both replies."""
     with Adversary(answer(b"+PONG\r\n:1\r\n", requests=2), server_context(trust.good)) as adv:
         result = run(name, "--tls", "--ca", trust.ca_file, "-c", "PING", "localhost", str(adv.port), "INCR", "n")
-    assert (result.status, result.stdout) == (OK, b"+PONG\n:1\n"), result
+    # The one mutant whose bug is in its output shows it here too.
+    output = b"+PONG\r\n:1\r\n" if name == "replies-keep-their-crlf" else b"+PONG\n:1\n"
+    assert (result.status, result.stdout) == (OK, output), result
 
 
 # ---- resolving and connecting -----------------------------------------------------------------
@@ -331,7 +336,28 @@ def test_dns_failure_is_reported_as_a_connect_failure() -> None:
     assert reference.elapsed < QUICK and mutant.elapsed < QUICK
 
 
+def test_refused_is_reported_as_a_timeout() -> None:
+    with refused_port() as port:
+        reference, mutant = both("refused-is-a-timeout", "127.0.0.1", str(port), "PING")
+    assert reference.status == CONNECT, reference
+    assert mutant.status == TIMEOUT, mutant
+
+
 # ---- replies -----------------------------------------------------------------------------------
+
+
+def test_error_reply_is_success() -> None:
+    with Adversary(answer(b"-ERR UNKNOWN nope\r\n")) as adv:
+        reference, mutant = both("error-reply-is-success", "127.0.0.1", str(adv.port), "NOPE")
+    assert (reference.status, reference.stdout) == (ERROR_REPLY, b"-ERR UNKNOWN nope\n"), reference
+    assert (mutant.status, mutant.stdout) == (OK, b"-ERR UNKNOWN nope\n"), mutant
+
+
+def test_replies_keep_their_crlf() -> None:
+    with Adversary(answer(b"+PONG\r\n")) as adv:
+        reference, mutant = both("replies-keep-their-crlf", "127.0.0.1", str(adv.port), "PING")
+    assert (reference.status, reference.stdout) == (OK, b"+PONG\n"), reference
+    assert (mutant.status, mutant.stdout) == (OK, b"+PONG\r\n"), mutant
 
 
 def test_no_read_timeout_waits_until_the_server_closes() -> None:

@@ -157,7 +157,50 @@ def _dns_failure_is_connect_failure() -> None:
     connecting.resolve = resolve
 
 
-# ---- replies (CH-CLIENT-7 to CH-CLIENT-10) -----------------------------------------------
+@_mutant("refused-is-a-timeout", ("CH-CLIENT-6",))
+def _refused_is_a_timeout() -> None:
+    """Reports that no address could be connected (refused, unreachable, timed out) as a timeout:
+    exit 5 instead of 4."""
+    from reference_client import connect as connecting
+    from reference_client.status import ClientFailure, Exit
+
+    reference = connecting.connect
+
+    def connect(addresses: list[connecting.Address], **kwargs: Any) -> Any:
+        try:
+            return reference(addresses, **kwargs)
+        except ClientFailure as failure:
+            if failure.status != Exit.CONNECT:
+                raise
+            raise ClientFailure(Exit.TIMEOUT, failure.message) from None
+
+    connecting.connect = connect
+
+
+# ---- replies (CH-CLIENT-7 to CH-CLIENT-12) -----------------------------------------------
+
+
+@_mutant("error-reply-is-success", ("CH-CLIENT-12",))
+def _error_reply_is_success() -> None:
+    """Prints an -ERR reply like any other and forgets it was one: exit 0 instead of 1."""
+    from reference_client import session
+
+    def emit(self: session.Runner, reply: Any) -> None:
+        self.out(reply.payload + b"\n")
+
+    session.Runner.emit = emit  # type: ignore[method-assign]
+
+
+@_mutant("replies-keep-their-crlf", ("CH-CLIENT-11",))
+def _replies_keep_their_crlf() -> None:
+    """Ends each printed reply with the CRLF of the wire instead of a LF."""
+    from reference_client import session
+
+    def emit(self: session.Runner, reply: Any) -> None:
+        self.any_error = self.any_error or reply.is_error
+        self.out(reply.payload + b"\r\n")
+
+    session.Runner.emit = emit  # type: ignore[method-assign]
 
 
 @_mutant("no-read-timeout", ("CH-CLIENT-7",))
