@@ -30,6 +30,7 @@ from reference_servers.cli import main as serve
 
 from . import ping
 from .docker.images import resolve_bases
+from .options import SHARED
 from .targets.reference import resolve_architectures
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -71,51 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=ping.run)
 
     r = commands.add_parser("run", help="run the conformance suite against a target")
-    targets = r.add_argument_group("targets (at least one)")
-    targets.add_argument("--reference", metavar="ARCH|all", help="our reference servers")
-    targets.add_argument(
-        "--cmd", action="append", default=[], metavar="TEMPLATE", help="a command that starts a server"
-    )
-    targets.add_argument(
-        "--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server"
-    )
-    targets.add_argument(
-        "--image", action="append", default=[], metavar="IMAGE[:ARCH]", help="reference servers in containers"
-    )
-    clients = r.add_argument_group("client targets (the suite plays the server and the DNS)")
-    clients.add_argument(
-        "--client-cmd",
-        action="append",
-        default=[],
-        metavar="TEMPLATE",
-        help="a client command with {host} {port} {ca} {cmd}; {ca} means it speaks TLS",
-    )
-    clients.add_argument(
-        "--client-cmd-for",
-        action="append",
-        default=[],
-        metavar="FEATURE=TEMPLATE",
-        help="the client's command for tls, starttls, framed or urgent",
-    )
-    clients.add_argument(
-        "--client-cmd-image", metavar="IMAGE", help="an image with what --client-cmd needs, for the DNS scenarios"
-    )
-    clients.add_argument("--client-reference", action="store_true", help="our reference client, on this machine")
-    clients.add_argument(
-        "--client-image", action="append", default=[], metavar="IMAGE", help="our reference client in a container"
-    )
-    clients.add_argument(
-        "--no-dns", action="store_true", help="no Docker for clients: the DNS scenarios are UNSUPPORTED"
-    )
-    r.add_argument("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
+    sections = {
+        "targets": r.add_argument_group("targets (at least one)"),
+        "clients": r.add_argument_group("client targets (the suite plays the server and the DNS)"),
+        "run": r,
+    }
+    for option in SHARED:
+        sections[option.section].add_argument(option.flag, **option.definition(for_plugin=False))
     r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
-    r.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    r.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per requirement")
-    r.add_argument("--only", metavar="PATTERN", help="requirement IDs, e.g. CH-FRAME-3 or 'CH-TLS-*,CH-LIFE-*'")
-    r.add_argument("--seed", type=int, help="reproduce a run")
-    r.add_argument("--ca", metavar="FILE", help="CA that signed an --address target's certificate")
-    r.add_argument("--tls-hostname", metavar="NAME", help="name to verify on --address targets (default localhost)")
-    r.add_argument("--check-timeout", type=float, metavar="SECONDS", help="deadline for each socket operation")
     r.add_argument("-n", dest="workers", metavar="N", help="parallel workers (pytest-xdist), or auto")
     r.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by name (pytest -k)")
     r.add_argument("-v", dest="verbose", action="count", default=0, help="more detail (repeat for more)")
@@ -194,19 +158,7 @@ def run_suite(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    args: list[str] = []
-    if options.reference:
-        args += ["--reference", options.reference]
-    for flag in ("cmd", "address", "declare", "image", "client_cmd", "client_cmd_for", "client_image"):
-        for value in getattr(options, flag):
-            args += [f"--{flag.replace('_', '-')}", value]
-    for switch in ("client_reference", "no_dns"):
-        if getattr(options, switch):
-            args.append(f"--{switch.replace('_', '-')}")
-    for flag in ("json", "junit", "only", "seed", "ca", "tls_hostname", "check_timeout", "client_cmd_image"):
-        value = getattr(options, flag)
-        if value is not None:
-            args += [f"--{flag.replace('_', '-')}", str(value)]
+    args = [arg for option in SHARED for arg in option.passed_on(options)]
     if options.strict:
         args.append("--sockspec-strict")
     if options.workers:

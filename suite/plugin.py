@@ -31,6 +31,7 @@ from .clients.zone import NAMES as ZONE_NAMES
 from .docker.engine import DockerUnavailable
 from .docker.environment import DockerEnvironment
 from .docker.images import load_bases, local_facts, resolve_bases
+from .options import SHARED
 from .outcome import CheckOutcome, verdict_for_violation
 from .probe import HarnessError, Measurement, Unsupported, Violation
 from .report import files, terminal
@@ -54,56 +55,9 @@ TARGET_FAULTS = (ConnectionError, WireTimeout, TimeoutError, BrokenPipeError)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sockspec", "sockspec: CloudHash/1 conformance")
-    group.addoption("--cmd", action="append", default=[], metavar="TEMPLATE", help="start a server with this command")
-    group.addoption("--address", action="append", default=[], metavar="HOST:PORT[,TLSPORT]", help="a running server")
-    group.addoption("--reference", default=None, metavar="ARCH|all", help="our reference servers")
-    group.addoption(
-        "--image",
-        action="append",
-        default=[],
-        metavar="IMAGE[:ARCH]",
-        help="our reference servers in a container on IMAGE (docker/bases.toml: bookworm, trixie, all); ARCH or all",
-    )
-    group.addoption("--declare", action="append", default=[], metavar="KEY=VALUE", help="override what INFO declares")
+    for option in SHARED:
+        group.addoption(option.flag, **option.definition(for_plugin=True))
     group.addoption("--sockspec-strict", action="store_true", help="SHOULDs fail the run too (also: --strict)")
-    group.addoption("--json", dest="sockspec_json", metavar="FILE", help="write the results as JSON")
-    group.addoption("--junit", dest="sockspec_junit", metavar="FILE", help="write one JUnit testcase per requirement")
-    group.addoption("--only", default=None, metavar="PATTERN", help="requirement IDs to check: CH-FRAME-3, CH-TLS-*")
-    group.addoption("--seed", type=int, default=None, help="seed for Hypothesis and the suite's own choices")
-    group.addoption("--ca", default=None, metavar="FILE", help="CA certificate that signed an --address target's cert")
-    group.addoption("--tls-hostname", default="localhost", help="the name to verify on --address targets")
-    group.addoption("--check-timeout", type=float, default=5.0, help="seconds for each socket operation (default 5)")
-    group.addoption(
-        "--client-cmd",
-        action="append",
-        default=[],
-        metavar="TEMPLATE",
-        help="a client to check: {host} {port} {ca} {cmd} are filled in per scenario ({ca} means it speaks TLS)",
-    )
-    group.addoption(
-        "--client-cmd-for",
-        action="append",
-        default=[],
-        metavar="FEATURE=TEMPLATE",
-        help="the client's command for one optional feature: tls, starttls, framed, urgent",
-    )
-    group.addoption(
-        "--client-cmd-image",
-        default=None,
-        metavar="IMAGE",
-        help="a Docker image with what --client-cmd needs, for the DNS scenarios (default: sockspec-base:bookworm)",
-    )
-    group.addoption("--client-reference", action="store_true", help="check our reference client, on this machine")
-    group.addoption(
-        "--client-image",
-        action="append",
-        default=[],
-        metavar="IMAGE",
-        help="check our reference client in its container on IMAGE (docker/bases.toml: bookworm, trixie, all)",
-    )
-    group.addoption(
-        "--no-dns", action="store_true", help="no Docker for clients: the DNS scenarios are then UNSUPPORTED"
-    )
 
 
 class UsageProblem(Exception):

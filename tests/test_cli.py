@@ -3,11 +3,15 @@ traceback; good input does what it says."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from suite.cli import _parser
+from suite.options import SHARED, Option
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,3 +94,15 @@ def test_run_against_a_running_server_by_address(tmp_path: Path) -> None:
         finally:
             server.terminate()
             server.wait(10)
+
+
+@pytest.mark.parametrize("option", SHARED, ids=lambda option: option.flag)
+def test_run_hands_each_shared_option_to_the_plugin_unchanged(option: Option) -> None:
+    given = {"switch": [option.flag], "repeat": [option.flag, "a=1", option.flag, "b=2"], "value": [option.flag, "7"]}
+    cli = _parser().parse_args(["run", *given[option.kind]])
+    plugin = argparse.ArgumentParser()
+    for each in SHARED:
+        plugin.add_argument(each.flag, **each.definition(for_plugin=True))
+    received = plugin.parse_args(list(option.passed_on(cli)))
+    expected = {"switch": True, "repeat": ["a=1", "b=2"], "value": (option.type or str)("7")}[option.kind]
+    assert getattr(received, option.name) == expected, f"{option.flag}: sockspec run passed on {list(option.passed_on(cli))}"

@@ -1,0 +1,126 @@
+"""The options that both the pytest plugin and ``sockspec run`` take, defined once.
+
+The plugin registers them with pytest; ``sockspec run`` registers the same
+flags with argparse and passes on the ones it was given, so the two spellings
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Kind = Literal["repeat", "value", "switch"]
+Section = Literal["targets", "clients", "run"]
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    kind: Kind
+    section: Section
+    help: str
+    metavar: str | None = None
+    default: Any = None  # the plugin's; `sockspec run` passes a value on only when given
+    type: Callable[[str], Any] | None = None
+    dest: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.dest or self.flag.removeprefix("--").replace("-", "_")
+
+    def definition(self, *, for_plugin: bool) -> dict[str, Any]:
+        """Keyword arguments for pytest's ``addoption`` or argparse's ``add_argument``."""
+        if self.kind == "switch":
+            return {"action": "store_true", "dest": self.name, "help": self.help}
+        definition: dict[str, Any] = {"dest": self.name, "metavar": self.metavar, "help": self.help}
+        if self.kind == "repeat":
+            definition.update(action="append", default=[])
+        else:
+            definition["default"] = self.default if for_plugin else None
+        if self.type is not None:
+            definition["type"] = self.type
+        return definition
+
+    def passed_on(self, options: argparse.Namespace) -> Iterator[str]:
+        """The arguments that give the plugin what ``sockspec run`` was given."""
+        value = getattr(options, self.name)
+        if self.kind == "switch":
+            if value:
+                yield self.flag
+        elif self.kind == "repeat":
+            for item in value:
+                yield from (self.flag, item)
+        elif value is not None:
+            yield from (self.flag, str(value))
+
+
+SHARED = (
+    Option(
+        "--reference", "value", "targets", "our reference servers: an architecture, a comma list, or all", "ARCH|all"
+    ),
+    Option("--cmd", "repeat", "targets", "start a server with this command", "TEMPLATE"),
+    Option("--address", "repeat", "targets", "a running server", "HOST:PORT[,TLSPORT]"),
+    Option(
+        "--image",
+        "repeat",
+        "targets",
+        "our reference servers in a container on IMAGE (docker/bases.toml: bookworm, trixie, all); ARCH or all",
+        "IMAGE[:ARCH]",
+    ),
+    Option(
+        "--client-cmd",
+        "repeat",
+        "clients",
+        "a client to check: {host} {port} {ca} {cmd} are filled in per scenario ({ca} means it speaks TLS)",
+        "TEMPLATE",
+    ),
+    Option(
+        "--client-cmd-for",
+        "repeat",
+        "clients",
+        "the client's command for one optional feature: tls, starttls, framed, urgent",
+        "FEATURE=TEMPLATE",
+    ),
+    Option(
+        "--client-cmd-image",
+        "value",
+        "clients",
+        "a Docker image with what --client-cmd needs, for the DNS scenarios (default: sockspec-base:bookworm)",
+        "IMAGE",
+    ),
+    Option("--client-reference", "switch", "clients", "check our reference client, on this machine"),
+    Option(
+        "--client-image",
+        "repeat",
+        "clients",
+        "check our reference client in its container on IMAGE (docker/bases.toml: bookworm, trixie, all)",
+        "IMAGE",
+    ),
+    Option("--no-dns", "switch", "clients", "no Docker for clients: the DNS scenarios are then UNSUPPORTED"),
+    Option("--declare", "repeat", "run", "override what INFO declares", "KEY=VALUE"),
+    Option("--json", "value", "run", "write the results as JSON", "FILE", dest="sockspec_json"),
+    Option("--junit", "value", "run", "write one JUnit testcase per requirement", "FILE", dest="sockspec_junit"),
+    Option("--only", "value", "run", "requirement IDs to check: CH-FRAME-3, 'CH-TLS-*,CH-LIFE-*'", "PATTERN"),
+    Option("--seed", "value", "run", "seed for Hypothesis and the suite's own choices (reproduces a run)", type=int),
+    Option("--ca", "value", "run", "CA certificate that signed an --address target's certificate", "FILE"),
+    Option(
+        "--tls-hostname",
+        "value",
+        "run",
+        "the name to verify on --address targets (default localhost)",
+        "NAME",
+        "localhost",
+    ),
+    Option(
+        "--check-timeout",
+        "value",
+        "run",
+        "seconds for each socket operation (default 5)",
+        "SECONDS",
+        5.0,
+        type=float,
+    ),
+)
