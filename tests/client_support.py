@@ -1,4 +1,4 @@
-"""Shared by the client tests: small adversarial servers and test certificates.
+"""Shared by the client tests: client processes, small adversarial servers and test certificates.
 
 An Adversary is a server on a loopback address that runs a handler on each
 connection, one at a time, in a thread. Every socket operation has a timeout;
@@ -8,9 +8,12 @@ nothing here sleeps to synchronise (the one pause, in answer(), is pacing).
 from __future__ import annotations
 
 import contextlib
+import os
 import select
+import signal
 import socket
 import ssl
+import subprocess
 import threading
 import time
 import warnings
@@ -26,6 +29,63 @@ QUICK = 2.0  # "at once": well under the 5 s default read timeout, interpreter s
 OK, ERROR_REPLY, USAGE, DNS, CONNECT, TIMEOUT, TLS, PROTOCOL = range(8)  # PROTOCOL.md section 17
 
 Handler = Callable[[socket.socket], None]
+
+
+# ---- running a client ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Run:
+    status: int
+    stdout: bytes
+    stderr: str
+    elapsed: float
+
+
+class Client:
+    """One client process, in its own session; killed and reaped on leaving the ``with``."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.start = time.monotonic()
+        self.process = subprocess.Popen(
+            argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.communicate(timeout=RUN_TIMEOUT)  # reaps it and closes the pipes
+
+    def running_after(self, seconds: float) -> bool:
+        """Whether it is still running ``seconds`` after it started (waits until then, or its exit)."""
+        try:
+            self.process.wait(timeout=max(0.0, self.start + seconds - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return True
+        return False
+
+    def finish(self) -> Run:
+        stdout, stderr = self.process.communicate(timeout=RUN_TIMEOUT)
+        run = Run(self.process.returncode, stdout, stderr.decode(errors="replace"), time.monotonic() - self.start)
+        assert "Traceback" not in run.stderr, (self.argv, run.stderr)
+        if run.status >= USAGE:
+            assert len(run.stderr.strip().splitlines()) == 1, f"want one line of diagnostics: {run}"
+        return run
+
+
+# ---- adversaries ---------------------------------------------------------------------------
 
 
 class Adversary:

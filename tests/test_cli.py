@@ -103,6 +103,7 @@ def test_run_hands_each_shared_option_to_the_plugin_unchanged(option: Option) ->
     plugin = argparse.ArgumentParser()
     for each in SHARED:
         plugin.add_argument(each.flag, **each.definition(for_plugin=True))
-    received = plugin.parse_args(list(option.passed_on(cli)))
+    passed_on = list(option.passed_on(cli))
+    received = plugin.parse_args(passed_on)
     expected = {"switch": True, "repeat": ["a=1", "b=2"], "value": (option.type or str)("7")}[option.kind]
-    assert getattr(received, option.name) == expected, f"{option.flag}: sockspec run passed on {list(option.passed_on(cli))}"
+    assert getattr(received, option.name) == expected, f"{option.flag}: sockspec run passed on {passed_on}"

@@ -25,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import re
 import select
-import signal
 import socket
 import ssl
 import subprocess
@@ -36,8 +34,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,12 +48,15 @@ from tests.client_support import (
     OK,
     PROTOCOL,
     QUICK,
+    REPO,
     RUN_TIMEOUT,
     TIMEOUT,
     TLS,
     USAGE,
     Adversary,
+    Client,
     Handler,
+    Run,
     Trust,
     answer,
     blackhole_port,
@@ -69,7 +68,6 @@ from tests.client_support import (
     wait_for_close,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 REFERENCE = "reference"
 NAME = "service.sockspec.test"  # a made-up name, known only to FAKE_DNS
 
@@ -130,61 +128,12 @@ DnsTable = dict[str, list[list[Any]]]
 # ---- running clients ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    status: int
-    stdout: bytes
-    stderr: str
-    elapsed: float
-
-
 def client_argv(program: str, *args: str, dns: DnsTable | None = None) -> list[str]:
     """The reference client (``REFERENCE``) or a mutant (its name), under FAKE_DNS if given a table."""
     module = ["reference_client"] if program == REFERENCE else ["tests.client_mutants", program]
     if dns is None:
         return [sys.executable, "-S", "-m", *module, *args]
     return [sys.executable, "-S", "-c", FAKE_DNS, json.dumps(dns), *module, *args]
-
-
-class Client:
-    """One client process, in its own session; killed and reaped on leaving the ``with``."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.argv = argv
-        self.start = time.monotonic()
-        self.process = subprocess.Popen(
-            argv,
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.communicate(timeout=RUN_TIMEOUT)  # reaps it and closes the pipes
-
-    def running_after(self, seconds: float) -> bool:
-        """Whether it is still running ``seconds`` after it started (waits until then, or its exit)."""
-        try:
-            self.process.wait(timeout=max(0.0, self.start + seconds - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            return True
-        return False
-
-    def finish(self) -> Run:
-        stdout, stderr = self.process.communicate(timeout=RUN_TIMEOUT)
-        run = Run(self.process.returncode, stdout, stderr.decode(errors="replace"), time.monotonic() - self.start)
-        assert "Traceback" not in run.stderr, (self.argv, run.stderr)
-        if run.status >= USAGE:
-            assert len(run.stderr.strip().splitlines()) == 1, f"want one line of diagnostics: {run}"
-        return run
 
 
 def run(program: str, *args: str, dns: DnsTable | None = None) -> Run:

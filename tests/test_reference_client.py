@@ -26,8 +26,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import trustme
@@ -43,11 +41,14 @@ from tests.client_support import (
     OK,
     PROTOCOL,
     QUICK,
+    REPO,
     RUN_TIMEOUT,
     TIMEOUT,
     TLS,
     USAGE,
     Adversary,
+    Client,
+    Run,
     Trust,
     answer,
     blackhole_port,
@@ -59,35 +60,12 @@ from tests.client_support import (
     wait_for_close,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 # ---- running the client --------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Run:
-    status: int
-    stdout: bytes
-    stderr: str
-    elapsed: float
-
-
 def client(*args: str) -> Run:
-    start = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-S", "-m", "reference_client", *args],
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        timeout=RUN_TIMEOUT,
-        check=False,
-    )
-    run = Run(done.returncode, done.stdout, done.stderr.decode(errors="replace"), time.monotonic() - start)
-    assert "Traceback" not in run.stderr, run.stderr
-    if run.status >= USAGE:
-        assert len(run.stderr.strip().splitlines()) == 1, f"want one line of diagnostics: {run.stderr!r}"
-    return run
+    with Client([sys.executable, "-S", "-m", "reference_client", *args]) as running:
+        return running.finish()
 
 
 # ---- a real reference server -------------------------------------------------------
