@@ -137,44 +137,37 @@ def _no_overall_deadline() -> None:
     connecting.connect = connect
 
 
+def _report_failure_as(function: str, wrong: str, instead: str) -> None:
+    """Wraps ``reference_client.connect.<function>`` so that a failure with exit status ``instead``
+    is reported with ``wrong``: the right failure, the wrong code."""
+    from reference_client import connect as connecting
+    from reference_client.status import ClientFailure, Exit
+
+    reference = getattr(connecting, function)
+
+    def misreported(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return reference(*args, **kwargs)
+        except ClientFailure as failure:
+            if failure.status != Exit[instead]:
+                raise
+            raise ClientFailure(Exit[wrong], failure.message) from None
+
+    setattr(connecting, function, misreported)
+
+
 @_mutant("dns-failure-is-connect-failure", ("CH-CLIENT-5",))
 def _dns_failure_is_connect_failure() -> None:
     """Reports a failed resolution (NXDOMAIN, no address, resolver error) as a connect failure: exit 4
     instead of 3."""
-    from reference_client import connect as connecting
-    from reference_client.status import ClientFailure, Exit
-
-    reference = connecting.resolve
-
-    def resolve(host: str, port: int, deadline: float) -> list[connecting.Address]:
-        try:
-            return reference(host, port, deadline)
-        except ClientFailure as failure:
-            if failure.status != Exit.DNS:
-                raise
-            raise ClientFailure(Exit.CONNECT, failure.message) from None
-
-    connecting.resolve = resolve
+    _report_failure_as("resolve", wrong="CONNECT", instead="DNS")
 
 
 @_mutant("refused-is-a-timeout", ("CH-CLIENT-6",))
 def _refused_is_a_timeout() -> None:
     """Reports that no address could be connected (refused, unreachable, timed out) as a timeout:
     exit 5 instead of 4."""
-    from reference_client import connect as connecting
-    from reference_client.status import ClientFailure, Exit
-
-    reference = connecting.connect
-
-    def connect(addresses: list[connecting.Address], **kwargs: Any) -> Any:
-        try:
-            return reference(addresses, **kwargs)
-        except ClientFailure as failure:
-            if failure.status != Exit.CONNECT:
-                raise
-            raise ClientFailure(Exit.TIMEOUT, failure.message) from None
-
-    connecting.connect = connect
+    _report_failure_as("connect", wrong="TIMEOUT", instead="CONNECT")
 
 
 # ---- replies (CH-CLIENT-7 to CH-CLIENT-12) -----------------------------------------------
