@@ -16,9 +16,9 @@ wrong, the mutant replaces one function or method with a copy that has that
 line wrong, or wraps it. Nothing here runs unless ``apply()`` is called, and it
 must only be called in the process that is about to become the client.
 
-Standard library only, and nothing imported but ``reference_client``: the
-mutants also run in minimal containers with only python3 and the project
-directory mounted.
+Standard library only, and nothing imported but ``reference_client`` and the
+catalogues' shared command line (``tests.mutant_catalogue``): the mutants also
+run in minimal containers with only python3 and the project directory mounted.
 """
 
 from __future__ import annotations

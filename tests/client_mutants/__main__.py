@@ -12,33 +12,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import CLIENT_MUTANTS
+from tests.mutant_catalogue import catalogue_main
+
+from . import CLIENT_MUTANTS, ClientMutant
 
 USAGE = "usage: python3 -m tests.client_mutants (--list | NAME [client flags...] HOST PORT COMMAND [ARGS...])"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print(USAGE, file=sys.stderr)
-        return 2
-    if args[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    if args[0] == "--list":
-        width = max(len(name) for name in CLIENT_MUTANTS)
-        for mutant in CLIENT_MUTANTS.values():
-            print(f"{mutant.name:<{width}}  {','.join(mutant.requirements)}")
-        return 0
-    name, client_args = args[0], args[1:]
-    mutant = CLIENT_MUTANTS.get(name)
-    if mutant is None:
-        print(f"unknown client mutant {name!r}; see --list", file=sys.stderr)
-        return 2
-    mutant.apply()
+    return catalogue_main(argv, usage=USAGE, noun="client mutant", catalogue=CLIENT_MUTANTS, row=_row, launch=_launch)
+
+
+def _row(mutant: ClientMutant, width: int) -> str:
+    return f"{mutant.name:<{width}}  {','.join(mutant.requirements)}"
+
+
+def _launch(mutant: ClientMutant, client_args: list[str]) -> int:
     from reference_client.cli import main as client
 
-    return client(client_args, prog=f"python3 -m tests.client_mutants {name}")
+    return client(client_args, prog=f"python3 -m tests.client_mutants {mutant.name}")
 
 
 if __name__ == "__main__":

@@ -11,33 +11,25 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from . import MUTANTS
+from tests.mutant_catalogue import catalogue_main
+
+from . import MUTANTS, Mutant
 
 USAGE = "usage: python -m tests.mutants (--list | NAME [server flags...])"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args:
-        print(USAGE, file=sys.stderr)
-        return 2
-    if args[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0
-    if args[0] == "--list":
-        width = max(len(name) for name in MUTANTS)
-        for mutant in MUTANTS.values():
-            print(f"{mutant.name:<{width}}  {mutant.arch:<22}  {','.join(mutant.expected_areas)}")
-        return 0
-    name, flags = args[0], args[1:]
-    mutant = MUTANTS.get(name)
-    if mutant is None:
-        print(f"unknown mutant {name!r}; see --list", file=sys.stderr)
-        return 2
-    mutant.apply()
+    return catalogue_main(argv, usage=USAGE, noun="mutant", catalogue=MUTANTS, row=_row, launch=_launch)
+
+
+def _row(mutant: Mutant, width: int) -> str:
+    return f"{mutant.name:<{width}}  {mutant.arch:<22}  {','.join(mutant.expected_areas)}"
+
+
+def _launch(mutant: Mutant, flags: list[str]) -> int:
     from reference_servers.cli import main as serve
 
-    return serve([mutant.arch, *flags], prog=f"python -m tests.mutants {name}")
+    return serve([mutant.arch, *flags], prog=f"python -m tests.mutants {mutant.name}")
 
 
 if __name__ == "__main__":
