@@ -160,8 +160,11 @@ class Session:
         poller = select.poll()
         poller.register(self.sock.fileno(), select.POLLPRI)
         while (left := end - time.monotonic()) > 0:
-            if not poller.poll(left * 1000):
+            events = poller.poll(left * 1000)
+            if not events:
                 continue
+            if not events[0][1] & select.POLLPRI:
+                return  # hung up or failed (poll reports those unasked): no urgent byte can follow
             # A plain socket object over the same descriptor: SSLSocket refuses MSG_OOB.
             with socket.socket(fileno=os.dup(self.sock.fileno())) as plain:
                 plain.setblocking(False)
