@@ -70,6 +70,24 @@ class Probe:
     def send_frame(self, payload: bytes) -> None:
         self.send(frame(payload))
 
+    def request(self, body: bytes) -> None:
+        """Send one request in the connection's mode: a frame, or a line with CRLF."""
+        self.send(frame(body) if self.framed else body + b"\r\n")
+
+    def ask(self, body: bytes, reply: bytes, why: str = "", timeout: float | None = None) -> None:
+        """One request, and its reply read before anything else is sent.
+
+        Checks that are not about pipelining use this, so that a server that
+        cannot pipeline fails CH-FRAME-17/18 and nothing else."""
+        self.request(body)
+        self.expect_reply(reply, why, timeout)
+
+    def switch_to_framed(self) -> None:
+        """FRAMED, its line-mode +OK, and framed mode from the next byte on (section 8)."""
+        self.send(b"FRAMED\r\n")
+        self.expect_line(b"+OK\r\n", why="the answer to FRAMED")
+        self.framed = True
+
     def send_slowly(self, data: bytes, pieces: list[int], gap: float = 0.005) -> None:
         """Send ``data`` cut at ``pieces`` (lengths), pausing between them so
         that each piece leaves as its own segment (TCP_NODELAY is on)."""
