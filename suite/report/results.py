@@ -10,6 +10,7 @@ from .. import requirements
 from ..outcome import CheckOutcome
 from ..requirements import OPTIONAL_FEATURES
 from ..verdicts import Verdict, worst
+from . import roots
 
 
 @dataclass
@@ -21,6 +22,8 @@ class RequirementResult:
     verdict: Verdict
     detail: str
     checks: list[CheckOutcome]
+    # the failing prerequisites (roots.PREREQUISITES) this FAIL may only be the echo of
+    may_follow_from: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -30,6 +33,7 @@ class RequirementResult:
             "title": self.title,
             "feature": self.feature,
             "detail": self.detail,
+            "may_follow_from": self.may_follow_from,
             "checks": [
                 {"nodeid": c.nodeid, "verdict": c.verdict.value, "detail": c.detail, "rerun": c.rerun}
                 for c in self.checks
@@ -68,11 +72,108 @@ class TargetResult:
             return "full"
         return "core"
 
+    def declared_features(self) -> set[str]:
+        return {f for f in self.declared.get("features", "").split(",") if f}
+
+    def level_explained(self) -> str:
+        """The level and why, in one line: "core: every MUST outside the optional
+        features holds; `urgent` is not declared"."""
+        level = self.conformance()
+        broken = [r for r in self.results if r.level == "MUST" and r.verdict.fails_run(strict=False)]
+        if level == "none":
+            core_broken = [r for r in broken if r.feature is None]
+            if not core_broken:
+                return "none: no MUST outside the optional features was checked"
+            return f"none: {_name_broken(core_broken)}"
+        if level == "full":
+            return "full: every MUST holds, optional features included, and all four features are declared"
+        reasons = [f"`{f}` is not declared" for f in FEATURE_ORDER if f not in self.declared_features()]
+        optional_broken = [r for r in broken if r.feature is not None]
+        if optional_broken:
+            reasons.append(_name_broken(optional_broken))
+        return "core: every MUST outside the optional features holds; " + "; ".join(reasons)
+
+    def features(self) -> dict[str, str]:
+        """Each optional feature's standing: "passed" (declared, checked, none of
+        its MUSTs broken), "failed", "not checked" (declared, but no check of it
+        ran) or "not declared"."""
+        standing = {}
+        declared = self.declared_features()
+        for feature in FEATURE_ORDER:
+            mine = [r for r in self.results if feature in _features_of(r)]
+            if feature not in declared:
+                standing[feature] = "not declared"
+            elif any(r.level == "MUST" and r.verdict.fails_run(strict=False) for r in mine):
+                standing[feature] = "failed"
+            elif any(r.verdict in (Verdict.PASS, Verdict.NON_STRICT, Verdict.INFO) for r in mine):
+                standing[feature] = "passed"
+            else:
+                standing[feature] = "not checked"
+        return standing
+
     def counts(self) -> dict[str, int]:
         counts = {v.value: 0 for v in Verdict}
         for result in self.results:
             counts[result.verdict.value] += 1
         return counts
+
+
+# The optional features in the order section 2 of the spec lists them.
+FEATURE_ORDER = ("framed", "tls", "starttls", "urgent")
+
+
+def _features_of(result: RequirementResult) -> tuple[str, ...]:
+    try:
+        return requirements.get(result.id).features
+    except KeyError:  # a hand-made result for an ID the spec does not have
+        return (result.feature,) if result.feature else ()
+
+
+def _name_broken(broken: list[RequirementResult], shown: int = 3) -> str:
+    """ "CH-FRAME-17 (MUST) fails", or several: "CH-A, CH-B (MUST) fail and 4 more";
+    an ERROR says that the requirement could not be judged."""
+    failed = [r for r in broken if r.verdict is Verdict.FAIL]
+    errors = [r.id for r in broken if r.verdict is Verdict.ERROR]
+    parts = []
+    if failed:
+        features = sorted({r.feature for r in failed if r.feature})
+        tag = ", ".join(["MUST", *features])
+        verb = "fails" if len(failed) == 1 else "fail"
+        more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+        parts.append(f"{', '.join(r.id for r in failed[:shown])} ({tag}) {verb}{more}")
+    if errors:
+        more = f" and {len(errors) - shown} more" if len(errors) > shown else ""
+        parts.append(f"{', '.join(errors[:shown])}{more} could not be judged (ERROR)")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What kind of run produced the results, as the reports must tell it: a
+    run that checked part of the spec, or did not finish, gets no level."""
+
+    strict: bool = False
+    seed: int | None = None
+    only: list[str] = field(default_factory=list)  # the --only patterns; empty for the whole spec
+    interrupted: bool = False  # Ctrl-C or SIGTERM
+    stopped: str = ""  # why the run stopped early on its own (-x, --area-by-area), if it did
+
+    def withheld(self) -> str | None:
+        """Why no conformance level is given, or None when one is."""
+        if self.interrupted:
+            return "interrupted: results are incomplete; no level"
+        if self.stopped:
+            return f"stopped early ({self.stopped}): results are incomplete; no level"
+        if self.only:
+            return f"partial (--only {','.join(self.only)}): no conformance level is given for a partial run"
+        return None
+
+    def level(self, target: TargetResult) -> str | None:
+        """The target's level, or None when the run cannot give one."""
+        return None if self.withheld() else target.conformance()
+
+    def level_line(self, target: TargetResult) -> str:
+        return self.withheld() or target.level_explained()
 
 
 def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None = None) -> list[TargetResult]:
@@ -86,7 +187,7 @@ def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None 
     targets = []
     for name, checks_by_id in by_target.items():
         target = TargetResult(name, (descriptions or {}).get(name, ""), measurements=measurements[name])
-        for requirement_id in sorted(checks_by_id, key=_order):
+        for requirement_id in sorted(checks_by_id, key=roots.spec_order):
             checks = checks_by_id[requirement_id]
             verdict = worst([c.verdict for c in checks])
             requirement = spec[requirement_id]
@@ -105,17 +206,19 @@ def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None 
                     checks,
                 )
             )
+        for result in target.results:
+            result.may_follow_from = roots.may_follow_from(result, target.results)
         targets.append(target)
     return targets
 
 
-def _order(requirement_id: str) -> tuple[int, int]:
-    areas = ["FRAME", "CMD", "ERR", "STORE", "TIMEOUT", "CONC", "LIMIT", "URGENT", "TLS", "LIFE", "CLIENT"]
-    _, area, number = requirement_id.split("-")
-    return (areas.index(area) if area in areas else len(areas), int(number))
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT; the CLI says the same
 
 
-def exit_code(targets: list[TargetResult], strict: bool) -> int:
+def exit_code(targets: list[TargetResult], strict: bool, interrupted: bool = False) -> int:
+    """0, 1 or 2 as the README says; an interrupted run is never 0, whatever it saw."""
+    if interrupted:
+        return EXIT_INTERRUPTED
     verdicts = [r.verdict for t in targets for r in t.results]
     if Verdict.ERROR in verdicts:
         return 2

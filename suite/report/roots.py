@@ -1,0 +1,118 @@
+"""The order in which to read, and fix, a run's failures.
+
+The areas of PROTOCOL.md come in the spec's order, and before them a handful of
+prerequisites: requirements that nearly every other check stands on, so that
+when one of them fails, many later FAILs may be nothing but its echo. The
+same order sorts the summary, runs the checks area by area
+(``--area-by-area``) and names the areas the progress display counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+from ..verdicts import Verdict
+
+if TYPE_CHECKING:
+    from .results import RequirementResult
+
+__all__ = ["AREA_ORDER", "PREREQUISITES", "area_of", "area_rank", "blamed_on", "fix_first", "spec_order"]
+
+# The sections of PROTOCOL.md, in the order the spec presents them.
+AREA_ORDER: tuple[str, ...] = (
+    "FRAME",
+    "CMD",
+    "ERR",
+    "STORE",
+    "TIMEOUT",
+    "CONC",
+    "LIMIT",
+    "URGENT",
+    "TLS",
+    "LIFE",
+    "CLIENT",
+)
+
+# The requirements every other check stands on, in the order to fix them, each
+# with why the rest depends on it.
+PREREQUISITES: tuple[tuple[str, str], ...] = (
+    ("CH-FRAME-1", "a server that sends bytes nobody asked for shifts every later reply out of place"),
+    ("CH-FRAME-2", "line framing: a request ends at LF; without it no request of any check is complete"),
+    ("CH-FRAME-3", "line framing: the checks end their requests with CRLF, and the CR must go with the LF"),
+    ("CH-CMD-2", "PING is the suite's readiness probe and the simplest request of many checks"),
+    ("CH-ERR-1", "every check that expects an error reply reads it in this fixed form"),
+    (
+        "CH-FRAME-18",
+        "TCP may split or merge the suite's writes: a server that reads one request per segment "
+        "fails at random anywhere",
+    ),
+    ("CH-FRAME-17", "many checks send several requests at once and read the replies in order"),
+    # A client's every scenario is judged by its output and exit status.
+    ("CH-CLIENT-11", "every client scenario reads the replies the client prints and its exit status"),
+)
+_PREREQUISITE_IDS = [requirement_id for requirement_id, _ in PREREQUISITES]
+
+
+def area_rank(area: str) -> int:
+    """An area's place in the spec; an unknown area goes last."""
+    return AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER)
+
+
+def spec_order(requirement_id: str) -> tuple[int, int]:
+    """Sorts requirement IDs as the spec lists them: CH-FRAME-2 before CH-FRAME-10 before CH-CMD-1."""
+    _, area, number = requirement_id.split("-")
+    return area_rank(area), int(number)
+
+
+def area_of(nodeid: str) -> str:
+    """The area a check belongs to, from its module: test_frame.py is FRAME,
+    every test_client_*.py is CLIENT; anything else is named by its module."""
+    module = PurePosixPath(nodeid.split("::", 1)[0]).stem.removeprefix("test_")
+    if module.startswith("client"):
+        return "CLIENT"
+    return module.upper()
+
+
+def _fails(result: RequirementResult) -> bool:
+    return result.verdict is Verdict.FAIL
+
+
+def _kind(requirement_id: str) -> str:
+    return "client" if requirement_id.startswith("CH-CLIENT-") else "server"
+
+
+def may_follow_from(result: RequirementResult, results: list[RequirementResult]) -> list[str]:
+    """The failing prerequisites that a FAIL may be only the echo of: those
+    declared before it (for a prerequisite) or all of its kind (for the rest)."""
+    if not _fails(result):
+        return []
+    failing = {r.id for r in results if _fails(r) and r.id != result.id}
+    if result.id in _PREREQUISITE_IDS:
+        candidates = _PREREQUISITE_IDS[: _PREREQUISITE_IDS.index(result.id)]
+    else:
+        candidates = _PREREQUISITE_IDS
+    return [i for i in candidates if i in failing and _kind(i) == _kind(result.id)]
+
+
+def blamed_on(result: RequirementResult, results: list[RequirementResult]) -> str | None:
+    """The first failing prerequisite this FAIL may follow from, if any."""
+    causes = may_follow_from(result, results)
+    return causes[0] if causes else None
+
+
+def fix_first(results: list[RequirementResult]) -> list[RequirementResult]:
+    """The FAILs to fix first: the failing prerequisites in their declared
+    order, then the first FAIL of each area in the spec's order."""
+    failing = [r for r in results if _fails(r)]
+    by_id = {r.id: r for r in failing}
+    chosen = [by_id[i] for i in _PREREQUISITE_IDS if i in by_id]
+    areas_seen: set[str] = set()
+    for result in sorted(failing, key=lambda r: spec_order(r.id)):
+        area = result.id.split("-")[1]
+        if area in areas_seen:
+            continue
+        areas_seen.add(area)
+        if result not in chosen:
+            chosen.append(result)
+    return chosen
