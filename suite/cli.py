@@ -8,6 +8,8 @@
   report whether each answers.
 - ``sockspec run TARGET [options]``: the conformance suite (a thin layer over
   ``pytest suite/checks`` with the sockspec plugin).
+- ``sockspec list [PATTERN]``: the requirements (ID, level, feature, title).
+- ``sockspec explain ID``: a requirement's text, from PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import argparse
 import json
 import sys
 import tempfile
+import textwrap
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from rich.console import Console
@@ -28,12 +32,15 @@ from reference_client.cli import main as client
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
-from . import ping
+from . import configuration, ping, requirements
+from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
+from .report.display import RunDisplay
 from .targets.reference import resolve_architectures
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # SIGINT or SIGTERM in the middle of a run; its reports say so
 CHECKS = Path(__file__).resolve().parent / "checks"
 
 
@@ -45,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args and args[0] == "client":
         return client(args[1:], prog="sockspec client")
     parser = _parser()
-    options = parser.parse_args(args)
+    try:
+        options = parser.parse_args(args)
+    except UsageProblem as problem:
+        print(f"sockspec: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if options.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -56,9 +67,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (its usage text is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageProblem(f"{self.prog.removeprefix('sockspec ')}: {message} (see `{self.prog} --help`)")
+
+
+def _version() -> str:
+    try:
+        return version("sockspec")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sockspec", description="Conformance checks for CloudHash/1 servers.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser = _Parser(prog="sockspec", description="Conformance checks for CloudHash/1 servers and clients.")
+    parser.add_argument("--version", action="version", version=f"sockspec {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.add_parser("serve", help="run a reference server (see `sockspec serve --help`)")
     commands.add_parser("client", help="the reference client (see `sockspec client --help`)")
     p = commands.add_parser("ping", help="start reference servers and report whether each answers")
@@ -80,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
     for option in SHARED:
         sections[option.section].add_argument(option.flag, **option.definition(for_plugin=False))
     r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
-    r.add_argument("-n", dest="workers", metavar="N", help="parallel workers (pytest-xdist), or auto")
+    r.add_argument("-n", dest="workers", metavar="N", type=_workers, help="parallel workers (pytest-xdist), or auto")
     r.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by name (pytest -k)")
     r.add_argument("-v", dest="verbose", action="count", default=0, help="more detail (repeat for more)")
     r.add_argument("-x", dest="exitfirst", action="store_true", help="stop at the first failing check")
@@ -95,10 +121,68 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--only", metavar="PATTERN", help="requirement IDs to check")
     m.add_argument("--seed", type=int, help="reproduce a run")
     m.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
-    m.add_argument("-n", dest="workers", default="2", metavar="N", help="parallel workers (default 2)")
+    m.add_argument("-n", dest="workers", default="2", metavar="N", type=_workers, help="parallel workers (default 2)")
     m.add_argument("-v", dest="verbose", action="count", default=0, help="more detail")
     m.set_defaults(run=run_matrix)
+
+    listing = commands.add_parser("list", help="the requirements: ID, level, feature, title")
+    listing.add_argument("pattern", nargs="?", default="*", help="IDs to list, any case: CH-FRAME-*, 'ch-tls-*'")
+    listing.set_defaults(run=list_requirements)
+    e = commands.add_parser("explain", help="a requirement's text, from PROTOCOL.md")
+    e.add_argument("id", metavar="ID", help="a requirement ID, e.g. CH-FRAME-17")
+    e.set_defaults(run=explain_requirement)
     return parser
+
+
+def _workers(text: str) -> str:
+    try:
+        return configuration.parse_workers(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("-n ")) from None
+
+
+def list_requirements(options: argparse.Namespace) -> int:
+    try:
+        patterns = configuration.parse_only(options.pattern)
+    except UsageProblem as problem:
+        print(f"sockspec list: {str(problem).removeprefix('--only ')}", file=sys.stderr)
+        return EXIT_USAGE
+    table = Table(title="CloudHash/1 requirements (PROTOCOL.md)")
+    for column in ("ID", "level", "feature", "title"):
+        table.add_column(column)
+    for requirement in requirements.load().values():
+        if configuration.matches(requirement.id, patterns):
+            table.add_row(requirement.id, requirement.level, ",".join(requirement.features) or "-", requirement.title)
+    Console(width=120).print(table)
+    return EXIT_OK
+
+
+def explain_requirement(options: argparse.Namespace) -> int:
+    wanted = options.id.strip().upper()
+    try:
+        requirement = requirements.get(wanted)
+    except KeyError:
+        try:
+            configuration.parse_only(wanted)
+            hint = " (a pattern: use `sockspec list` for several)"
+        except UsageProblem as problem:
+            hint = str(problem).removeprefix(f"--only {wanted}: no requirement matches")
+        print(f"sockspec explain: {wanted} is not a requirement{hint}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{requirement.id} ({requirement.level}) — {requirement.title}")
+    if requirement.features:
+        print(f"Feature: {', '.join(requirement.features)} (optional; UNSUPPORTED unless the target declares it)")
+    if requirement.applies_when:
+        print(f"Applies when: {requirement.applies_when}")
+    print()
+    for paragraph in requirement.text.split("\n\n"):
+        print(
+            textwrap.fill(" ".join(paragraph.split()), width=100)
+            if not paragraph.startswith(("```", "|"))
+            else paragraph
+        )
+        print()
+    return EXIT_OK
 
 
 def run_matrix(options: argparse.Namespace) -> int:
@@ -149,8 +233,20 @@ def print_matrix(report: dict[str, Any]) -> None:
 
 
 def run_suite(options: argparse.Namespace) -> int:
-    clients = options.client_cmd or options.client_reference or options.client_image
-    if not (options.reference or options.cmd or options.address or options.image or clients):
+    defaults = {option.name: option.default for option in SHARED}
+
+    def get(name: str) -> Any:
+        if name == "sockspec_strict":
+            return options.strict
+        value = getattr(options, name)
+        return defaults[name] if value is None else value
+
+    try:
+        settings = configuration.read(get)  # every option checked before anything starts
+    except UsageProblem as problem:
+        print(f"sockspec run: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not settings.has_target:
         print(
             "sockspec run: no target; give --reference ARCH|all, --image IMAGE[:ARCH], "
             "--cmd TEMPLATE or --address HOST:PORT, or a client: --client-cmd TEMPLATE, "
@@ -168,16 +264,21 @@ def run_suite(options: argparse.Namespace) -> int:
     if options.exitfirst:
         args.append("-x")
     args += ["-v"] * options.verbose
-    return _pytest(args)
+    return _pytest(args, progress=True)
 
 
-def _pytest(args: list[str]) -> int:
+def _pytest(args: list[str], progress: bool = False) -> int:
     if "-v" not in args:
         args.append("-q")
-    code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args]))
+    plugins: list[object] = []
+    if progress and "-v" not in args:
+        # The suite's own progress and summary stand in for pytest's dots and tracebacks.
+        args += ["--tb=no", "-rN"]
+        plugins.append(RunDisplay())
+    code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args], plugins=plugins))
     # pytest's own codes for usage problems, internal errors and empty
     # selections all mean the suite could not judge: the contract says 2.
-    return code if code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE) else EXIT_USAGE
+    return code if code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED) else EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -103,7 +103,13 @@ SHARED = (
     Option("--declare", "repeat", "run", "override what INFO declares", "KEY=VALUE"),
     Option("--json", "value", "run", "write the results as JSON", "FILE", dest="sockspec_json"),
     Option("--junit", "value", "run", "write one JUnit testcase per requirement", "FILE", dest="sockspec_junit"),
-    Option("--only", "value", "run", "requirement IDs to check: CH-FRAME-3, 'CH-TLS-*,CH-LIFE-*'", "PATTERN"),
+    Option(
+        "--only",
+        "value",
+        "run",
+        "requirement IDs to check (any case): CH-FRAME-3, 'CH-TLS-*,CH-LIFE-*'; `sockspec list` shows them",
+        "PATTERN",
+    ),
     Option("--seed", "value", "run", "seed for Hypothesis and the suite's own choices (reproduces a run)", type=int),
     Option("--ca", "value", "run", "CA certificate that signed an --address target's certificate", "FILE"),
     Option(
@@ -113,6 +119,21 @@ SHARED = (
         "the name to verify on --address targets (default localhost)",
         "NAME",
         "localhost",
+    ),
+    Option(
+        "--ready-timeout",
+        "value",
+        "run",
+        "seconds a started server has to print READY (or accept) (default 15)",
+        "SECONDS",
+        15.0,
+        type=float,
+    ),
+    Option(
+        "--area-by-area",
+        "switch",
+        "run",
+        "check the spec's areas in order (FRAME, CMD, ERR, ...) and stop after the first area with a FAIL",
     ),
     Option(
         "--check-timeout",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import reaper
 from ..docker.images import load_bases
 from . import timed
 from .spec import ClientSpec, fill
@@ -115,7 +116,7 @@ class LocalPlacement(Placement):
         super().__init__("on this machine", "localhost", "127.0.0.1", listen, ca_dir)
 
     def run(self, spec: ClientSpec, argv: list[str], deadline: float) -> ClientRun:
-        report = timed.run(argv, deadline, cwd=os.getcwd(), env=spec.env)
+        report = timed.run(argv, deadline, cwd=os.getcwd(), env=spec.env, started=reaper.track, ended=reaper.untrack)
         return _from_report(argv, self.where, deadline, report)
 
 

@@ -16,8 +16,11 @@ import sys
 import time
 
 
-def run(argv, deadline, cwd=None, env=None):
-    """{"status", "elapsed", "hung", "stdout", "stderr" (base64), "error"}."""
+def run(argv, deadline, cwd=None, env=None, *, started=None, ended=None):
+    """{"status", "elapsed", "hung", "stdout", "stderr" (base64), "error"}.
+
+    ``started(pid)`` and ``ended(pid)``, when given, hear of the client's
+    process group (the suite's record of every group it starts)."""
     environment = dict(os.environ)
     environment.update(env or {})
     started = time.monotonic()
@@ -33,6 +36,8 @@ def run(argv, deadline, cwd=None, env=None):
         )
     except OSError as error:
         return {"status": None, "elapsed": 0.0, "hung": False, "stdout": "", "stderr": "", "error": str(error)}
+    if started is not None:
+        started(child.pid)
     hung = False
     try:
         out, err = child.communicate(timeout=deadline)
@@ -43,11 +48,20 @@ def run(argv, deadline, cwd=None, env=None):
         except ProcessLookupError:
             pass
         out, err = child.communicate()
+    except BaseException:  # an interrupt (Ctrl-C, SIGTERM) while waiting: the group goes with it
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        child.wait()
+        raise
     elapsed = time.monotonic() - started
     try:  # anything the client left behind in its group goes too
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    if ended is not None:
+        ended(child.pid)
     return {
         "status": None if hung else child.returncode,
         "elapsed": elapsed,

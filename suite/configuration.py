@@ -1,0 +1,301 @@
+"""What a run was asked to do: the options read once, checked before anything
+runs, and turned into targets, clients and settings.
+
+Both spellings read options through here: the plugin with pytest's
+``config.getoption``, ``sockspec run`` with its argparse namespace, so a bad
+option gets the same one-line reason (and exit 2) from either, before a
+server is started. Imports nothing from pytest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import random
+import shlex
+import shutil
+import string
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import requirements
+from .clients.spec import MAIN, ClientSpec, check_template
+from .clients.spec import reference_spec as client_reference_spec
+from .docker.images import resolve_bases
+from .requirements import OPTIONAL_FEATURES
+from .targets.factory import PLACEHOLDERS, TargetSpec, parse_address, reference_spec
+from .targets.reference import resolve_architectures
+
+GetOption = Callable[[str], Any]
+
+# What --declare may override (PROTOCOL.md, CH-CMD-13), and what each value must look like.
+POSITIVE_KEYS = ("concurrency", "max_connections", "max_line", "max_frame")
+DECLARABLE = ("proto", "arch", *POSITIVE_KEYS, "overflow", "idle_timeout_ms", "features")
+
+
+class UsageProblem(Exception):
+    """A bad option: one line for the user, exit 2."""
+
+
+@dataclass
+class RunSettings:
+    specs: dict[str, TargetSpec]
+    overrides: dict[str, str]
+    strict: bool
+    seed: int
+    only: list[str]
+    timeout: float
+    ready_timeout: float = 15.0
+    area_by_area: bool = False
+    target_args: str = ""  # the options that name the targets, for re-run lines
+    image_bases: list[str] = field(default_factory=list)
+    clients: dict[str, ClientSpec] = field(default_factory=dict)
+    client_bases: list[str] = field(default_factory=list)
+    dns: bool = False  # clients are checked and Docker may be used for the DNS scenarios
+
+    @property
+    def has_target(self) -> bool:
+        return bool(self.specs or self.clients)
+
+
+def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
+    """The run's settings; UsageProblem for the first bad option."""
+    specs = _server_specs(get)
+    clients, client_bases = _client_specs(get)
+    overrides = parse_declarations(get("declare"))
+    only = parse_only(get("only") or "")
+    timeout = get("check_timeout")
+    if timeout is None or timeout <= 0:
+        raise UsageProblem("--check-timeout wants a positive number of seconds")
+    ready_timeout = get("ready_timeout")
+    if ready_timeout is None or ready_timeout <= 0:
+        raise UsageProblem("--ready-timeout wants a positive number of seconds")
+    for flag, path in (("--json", get("sockspec_json")), ("--junit", get("sockspec_junit"))):
+        if path:
+            check_output_path(flag, path)
+    seed = worker_seed if worker_seed is not None else get("seed")
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    image_bases = sorted({spec.image for spec in specs.values() if spec.image is not None})
+    return RunSettings(
+        specs,
+        overrides,
+        strict=bool(get("sockspec_strict")),
+        seed=int(seed),
+        only=only,
+        timeout=float(timeout),
+        ready_timeout=float(ready_timeout),
+        area_by_area=bool(get("area_by_area")),
+        target_args=_target_args(get, specs, clients),
+        image_bases=image_bases,
+        clients=clients,
+        client_bases=client_bases,
+        dns=bool(clients) and not get("no_dns"),
+    )
+
+
+# ---- servers -------------------------------------------------------------------------------
+
+
+def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
+    specs: dict[str, TargetSpec] = {}
+    try:
+        if get("reference"):
+            for arch in resolve_architectures(get("reference")):
+                specs[arch] = reference_spec(arch)
+        for item in get("image"):
+            base_spec, _, arch_spec = item.partition(":")
+            archs = resolve_architectures(arch_spec or "all")
+            for base in resolve_bases(base_spec):
+                for arch in archs:
+                    name = f"{arch}@{base.key}"
+                    specs[name] = TargetSpec(name, image=base.key, arch=arch)
+        commands = get("cmd")
+        for index, template in enumerate(commands):
+            check_server_template(template)
+            name = "cmd" if len(commands) == 1 else f"cmd{index + 1}"
+            specs[name] = TargetSpec(name, template=template)
+        addresses = get("address")
+        ca = get("ca")
+        if ca is not None and not Path(ca).is_file():
+            raise UsageProblem(f"--ca {ca}: no such file")
+        for index, text in enumerate(addresses):
+            name = "address" if len(addresses) == 1 else f"address{index + 1}"
+            specs[name] = TargetSpec(
+                name, address=parse_address(text), ca=Path(ca) if ca else None, hostname=get("tls_hostname")
+            )
+    except ValueError as error:
+        raise UsageProblem(str(error)) from None
+    return specs
+
+
+def check_server_template(template: str) -> None:
+    """A --cmd template that can be started: quoting, placeholders, and a program that exists."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+        words = shlex.split(template)
+    except ValueError as error:
+        raise UsageProblem(f"--cmd {template!r}: {error}") from None
+    unknown = [name for name in names if name not in PLACEHOLDERS]
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+        raise UsageProblem(f"--cmd: unknown placeholder {{{unknown[0]}}}; known: {known}")
+    if not words:
+        raise UsageProblem("--cmd: the template is empty")
+    check_program(words[0], "--cmd")
+
+
+def check_program(program: str, flag: str) -> None:
+    """The first word of a template names a program that can run here."""
+    if "{" in program:
+        return  # filled in per instance; judged when it starts
+    if "/" in program:
+        path = Path(program)
+        if not path.exists():
+            raise UsageProblem(f"{flag}: no such program: {program} (from {Path.cwd()})")
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise UsageProblem(f"{flag}: {program} is not an executable file (chmod +x, or name its interpreter)")
+    elif shutil.which(program) is None:
+        raise UsageProblem(f"{flag}: no program named {program!r} on PATH")
+
+
+# ---- clients -------------------------------------------------------------------------------
+
+
+def _client_specs(get: GetOption) -> tuple[dict[str, ClientSpec], list[str]]:
+    clients: dict[str, ClientSpec] = {}
+    per_feature: dict[str, str] = {}
+    for item in get("client_cmd_for"):
+        feature, sep, template = item.partition("=")
+        if not sep or feature not in OPTIONAL_FEATURES:
+            known = ", ".join(sorted(OPTIONAL_FEATURES))
+            raise UsageProblem(f"--client-cmd-for wants FEATURE=TEMPLATE, FEATURE one of {known}; not {item!r}")
+        per_feature[feature] = template
+    templates = get("client_cmd")
+    if per_feature and not templates:
+        raise UsageProblem("--client-cmd-for needs a --client-cmd")
+    for template in [*templates, *per_feature.values()]:
+        try:
+            check_template(template, required=("host", "port"))
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        check_program(shlex.split(template)[0], "--client-cmd")
+    for index, template in enumerate(templates):
+        name = "client" if len(templates) == 1 else f"client{index + 1}"
+        clients[name] = ClientSpec(name, {MAIN: template, **per_feature}, container_image=get("client_cmd_image"))
+    if get("client_reference"):
+        clients["client-reference"] = client_reference_spec()
+    client_bases: list[str] = []
+    for item in get("client_image"):
+        try:
+            bases = resolve_bases(item)
+        except ValueError as error:
+            raise UsageProblem(str(error)) from None
+        for base in bases:
+            client_bases.append(base.key)
+            spec = client_reference_spec(image=base.key)
+            clients[spec.name] = spec
+    return clients, sorted(set(client_bases))
+
+
+# ---- declarations, selection, outputs --------------------------------------------------------
+
+
+def parse_declarations(items: list[str]) -> dict[str, str]:
+    """--declare KEY=VALUE, each key one that INFO declares, each value of its key's form."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageProblem(f"--declare wants KEY=VALUE, not {item!r}")
+        if key not in DECLARABLE:
+            hint = difflib.get_close_matches(key, DECLARABLE, n=1)
+            raise UsageProblem(
+                f"--declare {item}: unknown key {key!r}"
+                + (f" (did you mean {hint[0]}?)" if hint else "")
+                + f"; known: {', '.join(DECLARABLE)}"
+            )
+        problem = _bad_value(key, value)
+        if problem:
+            raise UsageProblem(f"--declare {item}: {problem}")
+        overrides[key] = value
+    return overrides
+
+
+def _bad_value(key: str, value: str) -> str:
+    if key in POSITIVE_KEYS and not (value.isdigit() and int(value) > 0):
+        return f"{key} wants a positive integer"
+    if key == "idle_timeout_ms" and not value.isdigit():
+        return "idle_timeout_ms wants a non-negative integer (milliseconds; 0 disables it)"
+    if key == "overflow" and value not in ("busy", "queue"):
+        return "overflow wants busy or queue"
+    if key == "features":
+        named = [f for f in value.split(",") if f]
+        unknown = [f for f in named if f not in OPTIONAL_FEATURES]
+        if unknown:
+            return (
+                f"unknown feature {unknown[0]!r}; known: {', '.join(sorted(OPTIONAL_FEATURES))} (comma list, or empty)"
+            )
+        if len(set(named)) != len(named):
+            return "a feature is named twice"
+    return ""
+
+
+def parse_only(text: str) -> list[str]:
+    """--only's patterns, upper-cased; each must name at least one requirement."""
+    patterns = [p.strip().upper() for p in text.split(",") if p.strip()]
+    known = list(requirements.load())
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(requirement_id, pattern) for requirement_id in known):
+            close = difflib.get_close_matches(pattern, known, n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageProblem(
+                f"--only {pattern}: no requirement matches{hint} (`sockspec list` shows every ID;"
+                " patterns like 'CH-FRAME-*' select an area)"
+            )
+    return patterns
+
+
+def matches(requirement_id: str, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(requirement_id, pattern) for pattern in patterns)
+
+
+def check_output_path(flag: str, path: str) -> None:
+    """A report file can be written where it was asked for, before the run spends any time."""
+    target = Path(path)
+    if target.is_dir():
+        raise UsageProblem(f"{flag} {path}: is a directory; give a file name")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageProblem(f"{flag} {path}: no such directory: {parent}")
+    if not os.access(parent, os.W_OK):
+        raise UsageProblem(f"{flag} {path}: cannot write in {parent}")
+
+
+def parse_workers(text: str) -> str:
+    """-n: a positive number of workers, or auto/logical (pytest-xdist's words)."""
+    if text in ("auto", "logical") or (text.isdigit() and int(text) > 0):
+        return text
+    raise ValueError(f"-n wants a positive number of workers or auto, not {text!r}")
+
+
+# ---- re-runs -------------------------------------------------------------------------------
+
+
+def _target_args(get: GetOption, specs: dict[str, TargetSpec], clients: dict[str, ClientSpec]) -> str:
+    args = [spec.describe() for spec in specs.values() if spec.address is not None or spec.name.startswith("cmd")]
+    if get("reference"):
+        args.insert(0, f"--reference {get('reference')}")
+    args += [f"--image {item}" for item in get("image")]
+    args += [f"--declare {shlex.quote(d)}" for d in get("declare")]
+    if get("ca"):
+        args.append(f"--ca {shlex.quote(str(Path(get('ca')).resolve()))}")
+    if get("tls_hostname") not in (None, "localhost"):
+        args.append(f"--tls-hostname {shlex.quote(get('tls_hostname'))}")
+    args += [client.describe() for client in clients.values()]
+    if clients and get("no_dns"):
+        args.append("--no-dns")
+    return " ".join(args)

@@ -1,0 +1,100 @@
+"""Gathers every check's outcome (on the xdist controller too, where the
+workers' reports arrive) and turns them into the reports and the exit code.
+
+One collector per pytest session, so nested runs (pytester) never mix their
+results. An interrupted run still writes its reports, marked as such, and
+never exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..docker.images import local_facts
+from ..outcome import CheckOutcome
+from ..targets.factory import reference_spec
+from . import files
+from .results import EXIT_INTERRUPTED, RunFacts, TargetResult, aggregate, exit_code
+
+USER_PROPERTY = "sockspec"
+RESULTS = pytest.StashKey[list[TargetResult]]()
+
+
+class ResultCollector:
+    def __init__(self, config: pytest.Config, run: Callable[[], Any]) -> None:
+        self.config = config
+        self.run = run  # the plugin's state for this session: settings and Docker
+        self.outcomes: list[CheckOutcome] = []
+        self.broken_modules: list[str] = []
+        self.interrupted = False
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        # A check module that cannot be imported judges nothing: never a pass.
+        if report.failed:
+            self.broken_modules.append(report.nodeid)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == USER_PROPERTY:
+                self.outcomes.append(CheckOutcome.from_json(json.loads(str(value))))
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # pytest.exit() comes this way too; only Ctrl-C (and SIGTERM, made one) is an interrupt.
+        if isinstance(excinfo.value, KeyboardInterrupt):
+            self.interrupted = True
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        config = self.config
+        if hasattr(config, "workerinput"):
+            return
+        self.interrupted = self.interrupted or (
+            int(exitstatus) == pytest.ExitCode.INTERRUPTED and not self.broken_modules
+        )
+        if not self.outcomes:
+            if self.interrupted:
+                session.exitstatus = EXIT_INTERRUPTED
+            return
+        state = self.run()
+        settings = state.settings
+        targets = self.targets(state)
+        config.stash[RESULTS] = targets
+        facts = RunFacts(strict=settings.strict, seed=settings.seed, only=settings.only, interrupted=self.interrupted)
+        if config.getoption("sockspec_json"):
+            files.write_json(config.getoption("sockspec_json"), targets, facts)
+        if config.getoption("sockspec_junit"):
+            files.write_junit(config.getoption("sockspec_junit"), targets, facts)
+        if self.interrupted:
+            session.exitstatus = EXIT_INTERRUPTED
+        elif self.broken_modules:
+            session.exitstatus = pytest.ExitCode.INTERRUPTED  # the suite's own fault: exit 2 from sockspec
+        elif int(exitstatus) in (0, 1):  # leave pytest's own problems (usage, internal errors) alone
+            session.exitstatus = exit_code(targets, settings.strict)
+
+    def targets(self, state: Any) -> list[TargetResult]:
+        settings = state.settings
+        docker = state.docker
+        descriptions = {name: spec.describe() for name, spec in settings.specs.items()}
+        descriptions.update({name: client.describe() for name, client in settings.clients.items()})
+        targets = aggregate(self.outcomes, descriptions)
+        for target in targets:
+            target.declared = next((c.declared for c in self.outcomes if c.target == target.name and c.declared), {})
+            spec = settings.specs.get(target.name)
+            client = settings.clients.get(target.name)
+            if client is not None:
+                target.kind = "client"
+                if client.image is not None and docker is not None:
+                    target.environment = dict(docker.facts.get(f"client@{client.image}", {}))
+                    target.arch, target.image = "reference-client", client.image
+                elif client.name == "client-reference":
+                    target.environment = local_facts()
+            elif spec is not None and spec.image is not None and docker is not None:
+                target.environment = dict(docker.facts.get(spec.image, {}))
+                target.arch, target.image = spec.arch, spec.image
+            elif spec is not None and spec.template == reference_spec(spec.name).template:
+                target.environment = local_facts()
+        return targets

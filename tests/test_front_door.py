@@ -1,0 +1,230 @@
+"""The first hour with the suite, as a user with a server of their own meets it.
+
+Each test runs the installed ``sockspec`` command from a scratch directory
+(never the project's checkout), as a user would: bad options get one line
+and exit 2 before anything starts; a target that cannot start gets one
+paragraph and exit 2 within its readiness timeout plus a few seconds;
+SIGINT and SIGTERM leave no process behind and an honest report; nothing
+is left in the user's directory but the reports asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from suite.targets.factory import reference_template
+from suite.targets.process import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+SOCKSPEC = str(Path(sys.executable).with_name("sockspec"))
+PYTHON = shlex.quote(sys.executable)
+# Bad input is answered before anything starts: well inside this.
+QUICK = 20.0
+
+
+def sockspec(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [SOCKSPEC, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+    return result, time.monotonic() - started
+
+
+# ---- every option checked before anything runs ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--json", "/missing/dir/r.json"), "no such directory: /missing/dir"),
+        (("--junit", "/missing/dir/r.xml"), "no such directory: /missing/dir"),
+        (("--json", "/tmp"), "is a directory"),
+        (("--declare", "features=bogus"), "unknown feature 'bogus'"),
+        (("--declare", "concurrency=abc"), "concurrency wants a positive integer"),
+        (("--declare", "max_conections=4"), "did you mean max_connections"),
+        (("--declare", "overflow=drop"), "overflow wants busy or queue"),
+        (("-n", "-3"), "positive number of workers"),
+        (("-n", "abc"), "positive number of workers"),
+        (("--only", "CH-NOPE-99"), "--only CH-NOPE-99: no requirement matches"),
+        (("--only", "CH-FRAME-177"), "did you mean CH-FRAME-17"),
+        (("--check-timeout", "0"), "--check-timeout wants a positive number"),
+        (("--ready-timeout", "-1"), "--ready-timeout wants a positive number"),
+    ],
+)
+def test_a_bad_option_gets_one_line_and_exit_2_before_anything_starts(
+    args: tuple[str, ...], message: str, tmp_path: Path
+) -> None:
+    result, elapsed = sockspec("run", "--reference", "evented", *args, cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, f"expected exit 2, got {result.returncode}: {result.stderr}"
+    assert len(lines) == 1 and message in lines[0], f"expected one line with {message!r}, got:\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "READY" not in result.stdout, "a server was started before the options were checked"
+    assert elapsed < QUICK
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("no-such-server --port {port}", "no program named 'no-such-server' on PATH"),
+        ("./missing-server --port {port}", "no such program: ./missing-server"),
+        ("python3 server.py --port {prot}", "unknown placeholder {prot}"),
+        ("python3 'server.py --port {port}", "No closing quotation"),
+    ],
+)
+def test_a_template_that_cannot_start_is_refused_at_once(template: str, message: str, tmp_path: Path) -> None:
+    result, elapsed = sockspec("run", "--cmd", template, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert elapsed < QUICK
+
+
+def test_only_is_case_insensitive(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result, _ = sockspec("run", "--reference", "evented", "--only", "ch-cmd-2", "--json", str(report), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    ids = [r["id"] for r in json.loads(report.read_text())["targets"][0]["results"]]
+    assert ids == ["CH-CMD-2"]
+
+
+# ---- preflight: a target that cannot start or answer -----------------------------------------
+
+
+def test_a_closed_address_gets_one_paragraph_quickly(tmp_path: Path) -> None:
+    port = free_port()
+    result, elapsed = sockspec("run", "--address", f"127.0.0.1:{port}", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert f"127.0.0.1:{port}" in output and "refused" in output, output
+    assert "Nothing was checked" in output, output
+    assert "Traceback" not in output
+    assert len(output.splitlines()) <= 12, output
+    assert elapsed < QUICK
+
+
+def test_a_server_that_exits_at_start_is_explained_with_its_status_and_stderr(tmp_path: Path) -> None:
+    server = tmp_path / "server.py"
+    server.write_text("import sys\nprint('Traceback: boom at start', file=sys.stderr)\nsys.exit(3)\n")
+    result, elapsed = sockspec("run", "--cmd", f"{PYTHON} {server} --port {{port}}", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "status 3" in output and "boom at start" in output, output
+    assert "b'" not in output, "stderr must be shown as text, not as a bytes literal"
+    assert output.count("boom at start") == 1, "one explanation, not one per check"
+    assert elapsed < QUICK
+
+
+def test_a_never_ready_server_costs_the_readiness_timeout_once(tmp_path: Path) -> None:
+    server = tmp_path / "server.py"
+    server.write_text("import time\nwhile True:\n    time.sleep(1)\n")
+    ready_timeout = 3.0
+    result, elapsed = sockspec(
+        "run", "--cmd", f"{PYTHON} {server} --port {{port}}", "--ready-timeout", str(ready_timeout), cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "READY cloudhash/1" in output, f"the explanation names the READY line it waited for:\n{output}"
+    assert elapsed < ready_timeout + 5, f"{elapsed:.1f} s"
+    assert not _processes_running(str(server))
+
+
+# ---- clean interrupts --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_leaves_no_process_and_an_honest_report(
+    signum: int, workers: tuple[str, ...], tmp_path: Path
+) -> None:
+    marker = f"sockspec-test-{uuid.uuid4().hex}"
+    report = tmp_path / "report.json"
+    command = [
+        SOCKSPEC, "run", "--cmd", reference_template("thread-per-connection"), "--json", str(report), *workers,
+    ]  # fmt: skip
+    run = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, "SOCKSPEC_TEST_MARKER": marker, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        # In the middle of the run: once checks have started their own servers.
+        _wait_for(lambda: len(_servers_of(marker)) >= 2, 60, "the run to start its servers")
+        os.kill(run.pid, signum)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+    text = output.decode(errors="replace")
+    assert run.returncode == 130, f"expected 130 after {signal.Signals(signum).name}, got {run.returncode}:\n{text}"
+    _wait_for(lambda: not _servers_of(marker), 10, "every server the run started to be gone")
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    assert data["summary"]["exit_code"] != 0
+    assert all(t["conformance"] in (None, "interrupted") for t in data["targets"]), data["targets"]
+    assert "Traceback" not in text
+
+
+def _servers_of(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "reference_servers" in " ".join(process.info["cmdline"] or []) and (
+                process.environ().get("SOCKSPEC_TEST_MARKER") == marker
+            ):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _processes_running(needle: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        if needle in " ".join(process.info["cmdline"] or []) and process.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(process)
+    return found
+
+
+def _wait_for(condition: object, deadline: float, what: str) -> None:
+    until = time.monotonic() + deadline
+    while time.monotonic() < until:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.05)  # polling a condition, with a deadline
+    raise AssertionError(f"timed out after {deadline} s waiting for {what}")
+
+
+# ---- nothing left behind; re-runs from anywhere -------------------------------------------------
+
+
+def test_a_run_leaves_only_the_reports_asked_for(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    # CH-STORE-2 runs Hypothesis, which would otherwise leave ./.hypothesis behind.
+    result, _ = sockspec("run", "--reference", "evented", "--only", "CH-STORE-2", "--json", str(report), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
