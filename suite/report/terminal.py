@@ -98,12 +98,11 @@ def _render_target(console: Console, target: TargetResult, facts: RunFacts, verb
     if unsupported:
         count = sum(len(ids) for ids in unsupported.values())
         console.print(Text(f"UNSUPPORTED ({count}), by reason:", style="bold"))
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(overflow="fold", ratio=3)
-        grid.add_column(overflow="fold", ratio=2)
         for reason, ids in unsupported.items():
-            grid.add_row(Text("  " + reason, style=STYLE[Verdict.UNSUPPORTED]), ", ".join(ids))
-        console.print(grid)
+            line = Text("  ")
+            line.append(reason, style=STYLE[Verdict.UNSUPPORTED])
+            line.append(": " + ", ".join(ids))
+            console.print(line)
     console.print(_features_line(target))
     console.print(_level_line(target, facts))
 
