@@ -82,6 +82,11 @@ class Probe:
         self.request(body)
         self.expect_reply(reply, why, timeout)
 
+    def ask_error(self, body: bytes, code: str, why: str = "", timeout: float | None = None) -> bytes:
+        """One request, and its ``-ERR CODE`` reply read before anything else is sent."""
+        self.request(body)
+        return self.expect_error(code, why or f"the request {escape(body)!r}", timeout)
+
     def switch_to_framed(self) -> None:
         """FRAMED, its line-mode +OK, and framed mode from the next byte on (section 8)."""
         self.send(b"FRAMED\r\n")
@@ -147,6 +152,18 @@ class Probe:
         if got != payload:
             summary = f"expected a frame with payload {escape(payload)}"
             raise self._mismatch(summary, why, frame(got) if got is not None else None, frame(payload))
+
+    def next_reply(self, timeout: float | None = None) -> bytes | None:
+        """The next reply as received in the current mode: a line with its
+        terminator, or a frame's payload; None on end or deadline."""
+        wait = self.timeout if timeout is None else timeout
+        return self.wire.read_frame(wait) if self.framed else self.wire.read_line(wait)
+
+    def expect_bytes(self, expected: bytes, why: str, timeout: float | None = None) -> None:
+        """Exactly these bytes next on the wire, whatever the mode (frame headers included)."""
+        got = self.wire.read_exactly(len(expected), self.timeout if timeout is None else timeout)
+        if got != expected:
+            raise self.violation(f"expected {why}", expected=expected, actual=got + self.wire.pending())
 
     def expect_reply(self, body: bytes, why: str = "", timeout: float | None = None) -> None:
         """A response in the current mode: a line with CRLF, or a frame."""

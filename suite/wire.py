@@ -213,7 +213,7 @@ class Wire:
         if len(header) < 4:
             self._buffer[:0] = header
             return None
-        (length,) = struct.unpack(">I", header)
+        (length,) = FRAME_HEADER.unpack(header)
         body = self.read_exactly(length, max(0.0, deadline - time.monotonic()))
         if len(body) < length:
             self._buffer[:0] = header + body
@@ -244,5 +244,14 @@ class Wire:
         self.close()
 
 
+# Section 8: a frame is a 4-byte unsigned big-endian length, then that many bytes.
+FRAME_HEADER = struct.Struct(">I")
+
+
+def frame_header(length: int) -> bytes:
+    """The 4 header bytes announcing ``length`` payload bytes (any N up to 0xFFFFFFFF)."""
+    return FRAME_HEADER.pack(length)
+
+
 def frame(payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + payload
+    return frame_header(len(payload)) + payload

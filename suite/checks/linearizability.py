@@ -15,14 +15,10 @@ come before B exactly when A returned before B was called.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_INTEGER = re.compile(rb"-?[0-9]+")
-
-State = bytes | None  # the key's value, or None when it has none
+from suite.checks.protocol import State, step
 
 
 @dataclass(frozen=True)
@@ -40,40 +36,19 @@ class Operation:
         return f"connection {self.client + 1}: [{call:8.2f} ms .. {ret:8.2f} ms]  {request:<14} -> {self.reply!r}"
 
 
-def register_step(state: State, command: bytes, value: bytes | None) -> tuple[State, bytes]:
-    """The sequential specification of one key (PROTOCOL.md section 6): the new
-    state and the exact reply line. INCR's errors are given as their prefix
-    (the text after the code is free); `reply_matches` knows that."""
-    if command == b"SET":
-        assert value is not None
-        return value, b"+OK\r\n"
-    if command == b"GET":
-        return state, (b"_\r\n" if state is None else b"$" + state + b"\r\n")
-    if command == b"DEL":
-        return None, (b":0\r\n" if state is None else b":1\r\n")
-    if command == b"INCR":
-        if state is None:
-            return b"1", b":1\r\n"
-        if not _INTEGER.fullmatch(state) or not INT64_MIN <= int(state) <= INT64_MAX:
-            return state, b"-ERR TYPE"
-        result = int(state) + 1
-        if result > INT64_MAX:
-            return state, b"-ERR RANGE"
-        return str(result).encode(), b":" + str(result).encode() + b"\r\n"
-    raise ValueError(f"not a store command: {command!r}")
-
-
 def reply_matches(expected: bytes, actual: bytes) -> bool:
+    """Whether the reply line ``actual`` is the reply body ``expected`` (from
+    protocol.step); an expected error is its code only, the text is free."""
     if expected.startswith(b"-ERR "):
         return actual == expected + b"\r\n" or (actual.startswith(expected + b" ") and actual.endswith(b"\r\n"))
-    return actual == expected
+    return actual == expected + b"\r\n"
 
 
 Step = Callable[[State, bytes, bytes | None], tuple[State, bytes]]
 
 
 def linearize(
-    histories: Sequence[Sequence[Operation]], initial: State = None, step: Step = register_step
+    histories: Sequence[Sequence[Operation]], initial: State = None, step: Step = step
 ) -> list[Operation] | None:
     """A legal linear order of all the operations, or None if there is none."""
     clients = len(histories)

@@ -1,9 +1,21 @@
-"""CH-CMD: the commands and their replies (PROTOCOL.md section 6)."""
+"""CH-CMD: the commands and their replies (PROTOCOL.md section 6).
+
+Every check asks one request at a time (CH-CMD-14's requests after QUIT
+excepted: they are its subject), so that a server that cannot pipeline
+fails CH-FRAME-17 and not these."""
 
 from __future__ import annotations
 
-from suite.api import fresh_key, not_applicable, requirement
+from suite.api import Probe, fresh_key, not_applicable, requirement
+from suite.checks.protocol import INT64_MAX, INT64_MIN
 from suite.targets.base import Target
+
+
+def ask_all(c: Probe, exchanges: list[tuple[bytes, bytes]], why: str = "") -> None:
+    """Each (request, reply) in turn, every reply read before the next request."""
+    for request, reply in exchanges:
+        c.ask(request, reply, why)
+
 
 INFO_KEYS = ("proto", "arch", "concurrency", "max_connections", "overflow", "idle_timeout_ms", "max_line", "max_frame")
 
@@ -11,32 +23,30 @@ INFO_KEYS = ("proto", "arch", "concurrency", "max_connections", "overflow", "idl
 @requirement("CH-CMD-1")
 def test_command_names_match_in_any_case(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"ping\r\nPiNg\r\npInG\r\nPING\r\n")
-        c.expect_lines([b"+PONG\r\n"] * 4)
+        ask_all(c, [(name, b"+PONG") for name in (b"ping", b"PiNg", b"pInG", b"PING")])
 
 
 @requirement("CH-CMD-1", "CH-ERR-2")
 def test_only_ascii_letters_fold(target: Target) -> None:
     with target.connect() as c:
-        # U+0130 and the Kelvin sign fold to ASCII letters in Unicode; bytes must not.
-        c.send("P\u0130NG\r\n".encode() + b"P\xc4\xb0NG\r\nPING\r\n")
-        c.expect_error("UNKNOWN", why="a non-ASCII byte in a command name")
-        c.expect_error("UNKNOWN", why="a non-ASCII byte in a command name")
-        c.expect_line(b"+PONG\r\n")
+        # U+0130 and U+0131 (dotted capital and dotless small i) fold to ASCII
+        # letters in Unicode (Python's "p\u0131ng".upper() is "PING"); bytes must not.
+        for name in ("P\u0130NG", "p\u0131ng"):
+            c.ask_error(name.encode(), "UNKNOWN", why=f"a non-ASCII byte in a command name ({name!a})")
+        c.ask(b"PING", b"+PONG")
 
 
 @requirement("CH-CMD-2")
 def test_ping_answers_pong(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n")
+        c.ask(b"PING", b"+PONG")
 
 
 @requirement("CH-CMD-3")
 def test_echo_returns_the_argument_part_verbatim(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"ECHO hello\r\nECHO \r\nECHO  a b \r\nECHO \x01\x7f\xff\r\n")
-        c.expect_lines([b"$hello\r\n", b"$\r\n", b"$ a b \r\n", b"$\x01\x7f\xff\r\n"])
+        for data in (b"hello", b"", b" a b ", b"\x01\x7f\xff"):
+            c.ask(b"ECHO " + data, b"$" + data)
 
 
 @requirement("CH-CMD-4", "CH-CMD-5")
@@ -44,48 +54,49 @@ def test_set_stores_the_raw_rest_and_get_returns_it(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
         # The value starts right after the one SP that ends the key: here, with a SP.
-        c.send(b"SET " + key + b"  two  spaces \r\nGET " + key + b"\r\n")
-        c.expect_lines([b"+OK\r\n", b"$ two  spaces \r\n"])
+        ask_all(c, [(b"SET " + key + b"  two  spaces ", b"+OK"), (b"GET " + key, b"$ two  spaces ")])
 
 
 @requirement("CH-CMD-4")
 def test_set_replaces_the_previous_value(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
-        c.send(b"SET " + key + b" first\r\nSET " + key + b" second\r\nGET " + key + b"\r\n")
-        c.expect_lines([b"+OK\r\n", b"+OK\r\n", b"$second\r\n"])
+        ask_all(
+            c, [(b"SET " + key + b" first", b"+OK"), (b"SET " + key + b" second", b"+OK"), (b"GET " + key, b"$second")]
+        )
 
 
 @requirement("CH-CMD-5")
 def test_get_of_a_missing_key_is_nil_and_an_empty_value_is_not(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
-        c.send(b"GET " + key + b"\r\nSET " + key + b" \r\nGET " + key + b"\r\n")
-        c.expect_lines([b"_\r\n", b"+OK\r\n", b"$\r\n"])
+        ask_all(c, [(b"GET " + key, b"_"), (b"SET " + key + b" ", b"+OK"), (b"GET " + key, b"$")])
 
 
 @requirement("CH-CMD-6")
 def test_del_reports_whether_the_key_existed(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
-        c.send(
-            b"DEL " + key + b"\r\nSET " + key + b" v\r\nDEL " + key + b"\r\nDEL " + key + b"\r\nGET " + key + b"\r\n"
+        ask_all(
+            c,
+            [
+                (b"DEL " + key, b":0"),
+                (b"SET " + key + b" v", b"+OK"),
+                (b"DEL " + key, b":1"),
+                (b"DEL " + key, b":0"),
+                (b"GET " + key, b"_"),
+            ],
         )
-        c.expect_lines([b":0\r\n", b"+OK\r\n", b":1\r\n", b":0\r\n", b"_\r\n"])
 
 
 @requirement("CH-CMD-7")
 def test_incr_counts_from_zero_and_stores_canonical_decimal(target: Target) -> None:
     fresh, padded, negative = fresh_key(), fresh_key(), fresh_key()
     with target.connect() as c:
-        c.send(b"INCR " + fresh + b"\r\nINCR " + fresh + b"\r\n")
-        c.expect_lines([b":1\r\n", b":2\r\n"])
-        c.send(b"SET " + padded + b" 007\r\nINCR " + padded + b"\r\nGET " + padded + b"\r\n")
-        c.expect_lines([b"+OK\r\n", b":8\r\n", b"$8\r\n"])
-        c.send(b"SET " + negative + b" -1\r\nINCR " + negative + b"\r\nGET " + negative + b"\r\n")
-        c.expect_lines([b"+OK\r\n", b":0\r\n", b"$0\r\n"])
-        c.send(b"SET " + negative + b" -0\r\nINCR " + negative + b"\r\n")
-        c.expect_lines([b"+OK\r\n", b":1\r\n"])
+        ask_all(c, [(b"INCR " + fresh, b":1"), (b"INCR " + fresh, b":2")])
+        ask_all(c, [(b"SET " + padded + b" 007", b"+OK"), (b"INCR " + padded, b":8"), (b"GET " + padded, b"$8")])
+        ask_all(c, [(b"SET " + negative + b" -1", b"+OK"), (b"INCR " + negative, b":0"), (b"GET " + negative, b"$0")])
+        ask_all(c, [(b"SET " + negative + b" -0", b"+OK"), (b"INCR " + negative, b":1")])
 
 
 @requirement("CH-CMD-8")
@@ -93,31 +104,26 @@ def test_incr_on_a_non_integer_gets_type_and_changes_nothing(target: Target) -> 
     with target.connect() as c:
         for value in (b"", b"+1", b" 1", b"1 ", b"1.0", b"abc", b"9223372036854775808", b"-9223372036854775809"):
             key = fresh_key()
-            c.send(b"SET " + key + b" " + value + b"\r\nINCR " + key + b"\r\nGET " + key + b"\r\n")
-            c.expect_line(b"+OK\r\n")
-            c.expect_error("TYPE", why=f"INCR of the stored value {value!r}")
-            c.expect_line(b"$" + value + b"\r\n", why="the value stays unchanged")
+            c.ask(b"SET " + key + b" " + value, b"+OK")
+            c.ask_error(b"INCR " + key, "TYPE", why=f"INCR of the stored value {value!r}")
+            c.ask(b"GET " + key, b"$" + value, why="the value stays unchanged")
 
 
 @requirement("CH-CMD-8")
 def test_incr_accepts_leading_zeros_and_the_64_bit_edges(target: Target) -> None:
     with target.connect() as c:
-        for value, result in ((b"0" * 40 + b"41", b"42"), (b"-9223372036854775808", b"-9223372036854775807")):
+        for value, result in ((b"0" * 40 + b"41", b"42"), (b"%d" % INT64_MIN, b"%d" % (INT64_MIN + 1))):
             key = fresh_key()
-            c.send(b"SET " + key + b" " + value + b"\r\nINCR " + key + b"\r\n")
-            c.expect_lines([b"+OK\r\n", b":" + result + b"\r\n"])
+            ask_all(c, [(b"SET " + key + b" " + value, b"+OK"), (b"INCR " + key, b":" + result)])
 
 
 @requirement("CH-CMD-9")
 def test_incr_past_the_64_bit_range_gets_range_and_changes_nothing(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
-        c.send(
-            b"SET " + key + b" 9223372036854775806\r\nINCR " + key + b"\r\nINCR " + key + b"\r\nGET " + key + b"\r\n"
-        )
-        c.expect_lines([b"+OK\r\n", b":9223372036854775807\r\n"])
-        c.expect_error("RANGE", why="INCR of 9223372036854775807")
-        c.expect_line(b"$9223372036854775807\r\n", why="the value stays unchanged")
+        ask_all(c, [(b"SET " + key + b" %d" % (INT64_MAX - 1), b"+OK"), (b"INCR " + key, b":%d" % INT64_MAX)])
+        c.ask_error(b"INCR " + key, "RANGE", why=f"INCR of {INT64_MAX}")
+        c.ask(b"GET " + key, b"$%d" % INT64_MAX, why="the value stays unchanged")
 
 
 @requirement("CH-CMD-10")
@@ -136,16 +142,14 @@ def test_sleep_answers_ok_no_earlier_than_asked(target: Target) -> None:
 def test_sleep_with_a_non_digit_argument_gets_syntax(target: Target) -> None:
     with target.connect() as c:
         for argument in (b"-1", b"1.5", b"1e3", b"+5", b"abc", b"5ms"):
-            c.send(b"SLEEP " + argument + b"\r\n")
-            c.expect_error("SYNTAX", why=f"SLEEP {argument.decode()}", timeout=2)
+            c.ask_error(b"SLEEP " + argument, "SYNTAX", why=f"SLEEP {argument.decode()}", timeout=2)
 
 
 @requirement("CH-CMD-12")
 def test_sleep_above_60000_gets_range_at_once(target: Target) -> None:
     with target.connect() as c:
         for argument in (b"60001", b"99999", b"1" + b"0" * 99):
-            c.send(b"SLEEP " + argument + b"\r\n")
-            c.expect_error("RANGE", why=f"SLEEP {argument[:20].decode()}", timeout=1)
+            c.ask_error(b"SLEEP " + argument, "RANGE", why=f"SLEEP {argument[:20].decode()}", timeout=1)
 
 
 @requirement("CH-CMD-13")
@@ -190,8 +194,7 @@ def test_quit_answers_bye_and_leaves_pipelined_requests_unanswered(target: Targe
         c.expect_line(b"+BYE\r\n")
         c.expect_end(why="after +BYE the server closes and answers nothing more")
     with target.connect() as check:
-        check.send(b"GET " + key + b"\r\n")
-        check.expect_line(b"_\r\n", why="a SET pipelined after QUIT must not run")
+        check.ask(b"GET " + key, b"_", why="a SET pipelined after QUIT must not run")
 
 
 @requirement("CH-CMD-15")
@@ -199,25 +202,19 @@ def test_framed_is_an_error_when_framed_is_not_declared(target: Target) -> None:
     if target.declared.has("framed"):
         not_applicable("the target declares framed")
     with target.connect() as c:
-        c.send(b"FRAMED\r\nPING\r\n")
+        c.request(b"FRAMED")
         c.expect_prefix(b"-ERR ", why="FRAMED on a server without framed mode")
-        c.expect_line(b"+PONG\r\n", why="the connection stays in line mode")
+        c.ask(b"PING", b"+PONG", why="the connection stays in line mode")
 
 
 @requirement("CH-CMD-16")
 def test_a_value_with_lf_gets_state_in_line_mode_and_comes_back_framed(target: Target) -> None:
     key = fresh_key()
     with target.connect() as c:
-        c.send(b"FRAMED\r\n")
-        c.expect_line(b"+OK\r\n")
-        c.framed = True
-        c.send_frame(b"SET " + key + b" two\nlines")
-        c.expect_frame(b"+OK")
+        c.switch_to_framed()
+        c.ask(b"SET " + key + b" two\nlines", b"+OK")
     with target.connect() as line_mode:
-        line_mode.send(b"GET " + key + b"\r\nPING\r\n")
-        line_mode.expect_error("STATE", why="a value containing LF cannot be sent as a line")
-        line_mode.expect_line(b"+PONG\r\n", why="the connection stays usable")
-        line_mode.send(b"FRAMED\r\n")
-        line_mode.expect_line(b"+OK\r\n")
-        line_mode.send_frame(b"GET " + key)
-        line_mode.expect_frame(b"$two\nlines", why="in framed mode the value comes back unchanged")
+        line_mode.ask_error(b"GET " + key, "STATE", why="a value containing LF cannot be sent as a line")
+        line_mode.ask(b"PING", b"+PONG", why="the connection stays usable")
+        line_mode.switch_to_framed()
+        line_mode.ask(b"GET " + key, b"$two\nlines", why="in framed mode the value comes back unchanged")

@@ -19,7 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_a
 
 from suite.api import Violation, fresh_key, requirement
 from suite.checks.connections import connect_served, open_served
-from suite.checks.linearizability import Operation, linearize, register_step, render
+from suite.checks.linearizability import Operation, linearize, render
+from suite.checks.protocol import step
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target
@@ -38,23 +39,19 @@ def test_values_set_on_one_connection_are_seen_on_the_others(target: Target) -> 
         probes = open_served(target, width, judge=False)
         try:
             for probe, key, value in zip(probes, keys, values, strict=False):
-                probe.send(b"SET " + key + b" " + value + b"\r\n")
-                probe.expect_line(b"+OK\r\n")
+                probe.ask(b"SET " + key + b" " + value, b"+OK")
             for probe in probes:
-                probe.send(b"".join(b"GET " + key + b"\r\n" for key in keys[:width]))
                 for key, value in zip(keys[:width], values, strict=False):
-                    probe.expect_line(b"$" + value + b"\r\n", why=f"{key.decode()} was set on another connection")
+                    probe.ask(b"GET " + key, b"$" + value, why=f"{key.decode()} was set on another connection")
         finally:
             for probe in probes:
                 probe.close()
         return
     for n in range(3):  # one at a time
         with target.connect(f"connection {n + 1}") as probe:
-            probe.send(b"".join(b"GET " + key + b"\r\n" for key in keys[:n]))
             for key, value in zip(keys[:n], values, strict=False):
-                probe.expect_line(b"$" + value + b"\r\n", why=f"{key.decode()} was set on an earlier connection")
-            probe.send(b"SET " + keys[n] + b" " + values[n] + b"\r\n")
-            probe.expect_line(b"+OK\r\n")
+                probe.ask(b"GET " + key, b"$" + value, why=f"{key.decode()} was set on an earlier connection")
+            probe.ask(b"SET " + keys[n] + b" " + values[n], b"+OK")
 
 
 @requirement("CH-STORE-1")
@@ -63,31 +60,24 @@ def test_values_cross_between_ports_and_modes(target: Target) -> None:
     (each connection closed before the next, so serial servers work too)."""
     key = fresh_key("cross")
     with target.connect("plain connection") as plain:
-        plain.send(b"SET " + key + b" plain\r\n")
-        plain.expect_line(b"+OK\r\n")
+        plain.ask(b"SET " + key + b" plain", b"+OK")
     with target.connect("another plain connection") as other:
-        other.send(b"GET " + key + b"\r\nSET " + key + b" other\r\n")
-        other.expect_lines([b"$plain\r\n", b"+OK\r\n"])
+        other.ask(b"GET " + key, b"$plain", why="set through another connection")
+        other.ask(b"SET " + key + b" other", b"+OK")
     last = b"other"
     if target.declared.has("tls"):
         with target.connect_tls("connection to the TLS port") as tls:
-            tls.send(b"GET " + key + b"\r\nSET " + key + b" tls\r\n")
-            tls.expect_line(b"$" + last + b"\r\n", why="set through the plain port")
-            tls.expect_line(b"+OK\r\n")
+            tls.ask(b"GET " + key, b"$" + last, why="set through the plain port")
+            tls.ask(b"SET " + key + b" tls", b"+OK")
         last = b"tls"
     if target.declared.has("framed"):
         with target.connect("framed connection") as framed:
-            framed.send(b"FRAMED\r\n")
-            framed.expect_line(b"+OK\r\n")
-            framed.framed = True
-            framed.send_frame(b"GET " + key)
-            framed.expect_frame(b"$" + last, why="set through a line-mode connection")
-            framed.send_frame(b"SET " + key + b" framed")
-            framed.expect_frame(b"+OK")
+            framed.switch_to_framed()
+            framed.ask(b"GET " + key, b"$" + last, why="set through a line-mode connection")
+            framed.ask(b"SET " + key + b" framed", b"+OK")
         last = b"framed"
     with target.connect("plain connection again") as plain:
-        plain.send(b"GET " + key + b"\r\n")
-        plain.expect_line(b"$" + last + b"\r\n", why="set through the previous connection")
+        plain.ask(b"GET " + key, b"$" + last, why="set through the previous connection")
 
 
 # ---- CH-STORE-1: a model of the store, driven through several connections ---------------------
@@ -129,32 +119,29 @@ class StoreAcrossConnections(RuleBasedStateMachine):
     @rule(slot=st.integers(0, CONNECTIONS - 1), key=st.integers(0, KEYS - 1), value=VALUES)
     def set_value(self, slot: int, key: int, value: bytes) -> None:
         probe, name = self.via(slot), self.keys[key]
-        probe.send(b"SET " + name + b" " + value + b"\r\n")
-        probe.expect_line(b"+OK\r\n")
+        probe.ask(b"SET " + name + b" " + value, b"+OK")
         self.model[name] = value
 
     @rule(slot=st.integers(0, CONNECTIONS - 1), key=st.integers(0, KEYS - 1))
     def get_value(self, slot: int, key: int) -> None:
         probe, name = self.via(slot), self.keys[key]
-        probe.send(b"GET " + name + b"\r\n")
-        value = self.model.get(name)
-        probe.expect_line(b"_\r\n" if value is None else b"$" + value + b"\r\n", why="the store as a dict says")
+        _, reply = step(self.model.get(name), b"GET")
+        probe.ask(b"GET " + name, reply, why="the store as a dict says")
 
     @rule(slot=st.integers(0, CONNECTIONS - 1), key=st.integers(0, KEYS - 1))
     def delete(self, slot: int, key: int) -> None:
         probe, name = self.via(slot), self.keys[key]
-        probe.send(b"DEL " + name + b"\r\n")
-        probe.expect_line(b":1\r\n" if self.model.pop(name, None) is not None else b":0\r\n")
+        _, reply = step(self.model.pop(name, None), b"DEL")
+        probe.ask(b"DEL " + name, reply)
 
     @rule(slot=st.integers(0, CONNECTIONS - 1), key=st.integers(0, KEYS - 1))
     def incr(self, slot: int, key: int) -> None:
         probe, name = self.via(slot), self.keys[key]
-        probe.send(b"INCR " + name + b"\r\n")
-        state, expected = register_step(self.model.get(name), b"INCR", None)
+        state, expected = step(self.model.get(name), b"INCR")
         if expected.startswith(b"-ERR "):
-            probe.expect_error(expected[5:].decode(), why=f"INCR of {self.model.get(name)!r}")
+            probe.ask_error(b"INCR " + name, expected[5:].decode(), why=f"INCR of {self.model.get(name)!r}")
             return
-        probe.expect_line(expected)
+        probe.ask(b"INCR " + name, expected)
         assert state is not None
         self.model[name] = state
 
@@ -195,15 +182,14 @@ def test_a_get_after_an_acknowledged_write_sees_it(target: Target) -> None:
         for n in range(rounds):
             writer = probes[n % width] if probes else target.connect(f"writer {n + 1}")
             command, value = [(b"SET", b"%d" % (1000 + n)), (b"INCR", None), (b"DEL", None)][n % 3]
-            state, reply = register_step(state, command, value)
-            writer.send(command + b" " + key + (b" " + value if value is not None else b"") + b"\r\n")
-            writer.expect_line(reply)
+            state, reply = step(state, command, value)
+            writer.ask(command + b" " + key + (b" " + value if value is not None else b""), reply)
             if not probes:
                 writer.close()  # one at a time: the reader's connection is served next
             reader = probes[(n + 1) % width] if probes else target.connect(f"reader {n + 1}")
-            reader.send(b"GET " + key + b"\r\n")
-            reader.expect_line(
-                b"_\r\n" if state is None else b"$" + state + b"\r\n",
+            reader.ask(
+                b"GET " + key,
+                step(state, b"GET")[1],
                 why=f"{command.decode()} was acknowledged on another connection before this GET was sent",
             )
             if not probes:
@@ -228,9 +214,9 @@ def plan_operations(rng: random.Random, client: int) -> list[tuple[bytes, bytes 
 def run_plan(probe: Probe, client: int, key: bytes, plan: list[tuple[bytes, bytes | None]]) -> list[Operation]:
     history = []
     for command, value in plan:
-        request = command + b" " + key + (b" " + value if value is not None else b"") + b"\r\n"
+        request = command + b" " + key + (b" " + value if value is not None else b"")
         call = time.monotonic()
-        probe.send(request)
+        probe.request(request)
         reply = probe.line(f"the reply to {command.decode()}")
         history.append(Operation(client, command, value, call, time.monotonic(), reply))
     return history
@@ -287,7 +273,6 @@ def test_concurrent_histories_are_linearizable(target: Target, seed: int) -> Non
 
 INCR_CONNECTIONS = 32
 INCRS_PER_CONNECTION = 100
-INCR_BATCH = 10
 INCR_REPLY = re.compile(rb":[1-9][0-9]*\r\n")
 
 
@@ -301,13 +286,12 @@ def test_concurrent_incrs_lose_no_update(target: Target) -> None:
     def client(index: int) -> list[int]:
         with slots, connect_served(target, f"INCR connection {index + 1}", grace=10.0, judge=False) as probe:
             results = []
-            for _ in range(INCRS_PER_CONNECTION // INCR_BATCH):
-                probe.send((b"INCR " + key + b"\r\n") * INCR_BATCH)
-                for _ in range(INCR_BATCH):
-                    line = probe.line("the reply to INCR")
-                    if not INCR_REPLY.fullmatch(line):
-                        raise probe.violation(f"expected :n to INCR, got {escape(line)}", expected=b":n", actual=line)
-                    results.append(int(line[1:-2]))
+            for _ in range(INCRS_PER_CONNECTION):
+                probe.request(b"INCR " + key)
+                line = probe.line("the reply to INCR")
+                if not INCR_REPLY.fullmatch(line):
+                    raise probe.violation(f"expected :n to INCR, got {escape(line)}", expected=b":n", actual=line)
+                results.append(int(line[1:-2]))
             return results
 
     with ThreadPoolExecutor(INCR_CONNECTIONS) as pool:
@@ -315,7 +299,7 @@ def test_concurrent_incrs_lose_no_update(target: Target) -> None:
         results = sorted(n for future in futures for n in future.result())
     total = INCR_CONNECTIONS * INCRS_PER_CONNECTION
     with target.connect("reading connection") as check:
-        check.send(b"GET " + key + b"\r\n")
+        check.request(b"GET " + key)
         final = check.line("the reply to GET")
     seen: dict[int, int] = {}
     for n in results:
@@ -361,19 +345,17 @@ def test_values_come_back_byte_for_byte(target: Target, seed: int) -> None:
     ]
     with target.connect("setting connection") as c:
         for key, value in zip(keys, samples, strict=True):
-            c.send(b"SET " + key + b" " + value + b"\r\n")
-            c.expect_line(b"+OK\r\n")
+            c.ask(b"SET " + key + b" " + value, b"+OK")
         if long_value:
             # the whole line is max_line bytes (or 256 KiB, whichever is less)
-            c.send(b"SET " + long_key + b" " + long_value + b"\r\n")
-            c.expect_line(b"+OK\r\n", why=f"a SET line of {overhead + len(long_value)} bytes")
+            c.ask(
+                b"SET " + long_key + b" " + long_value, b"+OK", why=f"a SET line of {overhead + len(long_value)} bytes"
+            )
     with target.connect("reading connection") as c:
         for key, value in zip(keys, samples, strict=True):
-            c.send(b"GET " + key + b"\r\n")
-            c.expect_line(b"$" + value + b"\r\n")
+            c.ask(b"GET " + key, b"$" + value)
         if long_value:
-            c.send(b"GET " + long_key + b"\r\n")
-            c.expect_line(b"$" + long_value + b"\r\n", why=f"a value of {len(long_value)} bytes")
+            c.ask(b"GET " + long_key, b"$" + long_value, why=f"a value of {len(long_value)} bytes")
     if not target.declared.has("framed"):
         return
     # Framed mode: any byte, and lengths far beyond max_line.
@@ -384,50 +366,43 @@ def test_values_come_back_byte_for_byte(target: Target, seed: int) -> None:
     blob = (bytes(range(256)) + rng.randbytes(size))[:size]
     no_lf = blob.replace(b"\n", b"") + b"\r"
     with target.connect("framed setting connection") as c:
-        c.send(b"FRAMED\r\n")
-        c.expect_line(b"+OK\r\n")
-        c.framed = True
-        c.send_frame(b"SET " + binary_key + b" " + blob)
-        c.expect_frame(b"+OK", why=f"SET of a {size}-byte binary value")
-        c.send_frame(b"SET " + plain_key + b" " + no_lf)
-        c.expect_frame(b"+OK")
-        c.send_frame(b"GET " + binary_key)
-        c.expect_frame(b"$" + blob, why=f"the {size}-byte value just set")
+        c.switch_to_framed()
+        c.ask(b"SET " + binary_key + b" " + blob, b"+OK", why=f"SET of a {size}-byte binary value")
+        c.ask(b"SET " + plain_key + b" " + no_lf, b"+OK")
+        c.ask(b"GET " + binary_key, b"$" + blob, why=f"the {size}-byte value just set")
     with target.connect("framed reading connection") as c:
-        c.send(b"GET " + plain_key + b"\r\nFRAMED\r\n")
         # A value without LF reads back in line mode too, however long.
-        c.expect_line(b"$" + no_lf + b"\r\n", why=f"a {len(no_lf)}-byte value set in framed mode, read as a line")
-        c.expect_line(b"+OK\r\n")
-        c.framed = True
-        c.send_frame(b"GET " + binary_key)
-        c.expect_frame(b"$" + blob, why=f"a {size}-byte value set on another connection")
+        c.ask(b"GET " + plain_key, b"$" + no_lf, why=f"a {len(no_lf)}-byte value set in framed mode, read as a line")
+        c.switch_to_framed()
+        c.ask(b"GET " + binary_key, b"$" + blob, why=f"a {size}-byte value set on another connection")
 
 
 @requirement("CH-STORE-4")
 def test_an_empty_value_is_not_a_missing_key(target: Target) -> None:
     key = fresh_key("empty")
     with target.connect() as c:
-        c.send(b"GET " + key + b"\r\nSET " + key + b" \r\nGET " + key + b"\r\n")
-        c.expect_lines([b"_\r\n", b"+OK\r\n", b"$\r\n"])
-        c.send(b"DEL " + key + b"\r\nGET " + key + b"\r\nDEL " + key + b"\r\n")
-        c.expect_lines([b":1\r\n", b"_\r\n", b":0\r\n"])
-        c.send(b"SET " + key + b" \r\n")
-        c.expect_line(b"+OK\r\n")
+        exchanges = [
+            (b"GET " + key, b"_", "never set"),
+            (b"SET " + key + b" ", b"+OK", "the empty value"),
+            (b"GET " + key, b"$", "the empty value set in line mode"),
+            (b"DEL " + key, b":1", "the empty value is a value"),
+            (b"GET " + key, b"_", "deleted"),
+            (b"DEL " + key, b":0", "already deleted"),
+            (b"SET " + key + b" ", b"+OK", "the empty value again"),
+        ]
+        for request, reply, why in exchanges:
+            c.ask(request, reply, why)
         if not target.declared.has("framed"):
             return
-        c.send(b"FRAMED\r\n")
-        c.expect_line(b"+OK\r\n")
-        c.framed = True
-        c.send_frame(b"GET " + key)
-        c.expect_frame(b"$", why="the empty value set in line mode")
-        c.send_frame(b"DEL " + key)
-        c.expect_frame(b":1")
-        c.send_frame(b"GET " + key)
-        c.expect_frame(b"_", why="deleted")
-        c.send_frame(b"SET " + key + b" ")
-        c.expect_frame(b"+OK")
-        c.send_frame(b"GET " + key)
-        c.expect_frame(b"$", why="the empty value set in framed mode")
+        c.switch_to_framed()
+        for request, reply, why in (
+            (b"GET " + key, b"$", "the empty value set in line mode"),
+            (b"DEL " + key, b":1", "the empty value is a value"),
+            (b"GET " + key, b"_", "deleted"),
+            (b"SET " + key + b" ", b"+OK", "the empty value"),
+            (b"GET " + key, b"$", "the empty value set in framed mode"),
+        ):
+            c.ask(request, reply, why)
 
 
 # ---- CH-STORE-5 ---------------------------------------------------------------------------
@@ -460,12 +435,15 @@ def test_keys_differing_in_case_or_in_high_bytes_are_distinct(target: Target) ->
     keys = [base + suffix for suffix in KEY_SUFFIXES] + [base.upper()]
     values = [b"value %d" % n for n in range(len(keys))]
     with target.connect() as c:
-        c.send(b"".join(b"SET " + key + b" " + value + b"\r\n" for key, value in zip(keys, values, strict=True)))
-        c.expect_lines([b"+OK\r\n"] * len(keys))
         for key, value in zip(keys, values, strict=True):
-            c.send(b"GET " + key + b"\r\n")
-            c.expect_line(b"$" + value + b"\r\n", why=f"key {escape(key)}: each key was set to its own value")
-        c.send(b"GET " + base + b"\r\n")
-        c.expect_line(b"_\r\n", why=f"{escape(base)} itself was never set")
-        c.send(b"DEL " + keys[0] + b"\r\nGET " + keys[1] + b"\r\nINCR " + keys[0] + b"\r\nGET " + keys[1] + b"\r\n")
-        c.expect_lines([b":1\r\n", b"$" + values[1] + b"\r\n", b":1\r\n", b"$" + values[1] + b"\r\n"])
+            c.ask(b"SET " + key + b" " + value, b"+OK")
+        for key, value in zip(keys, values, strict=True):
+            c.ask(b"GET " + key, b"$" + value, why=f"key {escape(key)}: each key was set to its own value")
+        c.ask(b"GET " + base, b"_", why=f"{escape(base)} itself was never set")
+        for request, reply in (
+            (b"DEL " + keys[0], b":1"),
+            (b"GET " + keys[1], b"$" + values[1]),
+            (b"INCR " + keys[0], b":1"),
+            (b"GET " + keys[1], b"$" + values[1]),
+        ):
+            c.ask(request, reply, why=f"{escape(keys[0])} and {escape(keys[1])} are different keys")
