@@ -32,7 +32,7 @@ from reference_client.cli import main as client
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
-from . import configuration, ping, requirements
+from . import configuration, ping, preflight, reaper, requirements
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
@@ -60,11 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    handlers = reaper.interrupts_unwind()  # SIGTERM too unwinds, and every cleanup runs
     try:
         return int(options.run(options))
     except KeyboardInterrupt:
-        print("sockspec: interrupted", file=sys.stderr)
-        return 130
+        print(f"sockspec: interrupted ({reaper.interrupted_by() or 'SIGINT'})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        reaper.restore_handlers(handlers)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -254,7 +257,14 @@ def run_suite(options: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    # Each server target is started (or dialled) once before any check, so
+    # that one that cannot answer costs one explanation, not one per check.
+    problem = preflight.check_targets(settings, docker=None)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     args = [arg for option in SHARED for arg in option.passed_on(options)]
+    args.append("--sockspec-preflight-done")
     if options.strict:
         args.append("--sockspec-strict")
     if options.workers:

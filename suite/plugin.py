@@ -10,6 +10,7 @@ that names no target.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import json
@@ -51,6 +52,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in SHARED:
         group.addoption(option.flag, **option.definition(for_plugin=True))
     group.addoption("--sockspec-strict", action="store_true", help="SHOULDs fail the run too (also: --strict)")
+    # `sockspec run` has already started each target once, and explained any that did not answer.
+    group.addoption("--sockspec-preflight-done", action="store_true", help=argparse.SUPPRESS)
 
 
 @dataclasses.dataclass
@@ -62,7 +65,7 @@ class RunState:
     docker_reason: str = ""  # why there is no Docker for the DNS scenarios
     groups_dir: Path | None = None  # the controller's record of every process group (reaper)
     scratch: Path | None = None  # Hypothesis's files for this run, removed at its end
-    previous_sigterm: Any = None  # put back at the end (pytester runs the plugin inside another pytest)
+    previous_handlers: dict[int, Any] = dataclasses.field(default_factory=dict)  # put back at the end (pytester)
     previous_hypothesis: tuple[Any, Any] | None = None
 
 
@@ -89,7 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ResultCollector(config, lambda: config.stash[STATE]), "sockspec-results")
     if not settings.has_target:
         return
-    state.previous_sigterm = reaper.terminate_as_interrupt()
+    state.previous_handlers = reaper.interrupts_unwind()
     _no_files_left_behind(config, state)
     if worker is None:
         state.groups_dir = reaper.open_run()
@@ -105,7 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except lifecycle.DockerSetUpFailed as error:
             pytest.exit(f"sockspec: {error}", returncode=2)
         state.docker, state.docker_reason = docker.environment, docker.reason
-    if worker is None and settings.specs:
+    if worker is None and settings.specs and not config.getoption("sockspec_preflight_done"):
         problem = preflight.check_targets(settings, state.docker)
         if problem is not None:
             pytest.exit(problem, returncode=2)
@@ -143,7 +146,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.docker.close()
     if state.groups_dir is not None:
         reaper.sweep(state.groups_dir)
-    reaper.restore_terminate(state.previous_sigterm)
+    reaper.restore_handlers(state.previous_handlers)
     if state.previous_hypothesis is not None:
         home, profile = state.previous_hypothesis
         hypothesis_configuration.set_hypothesis_home_dir(home)

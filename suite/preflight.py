@@ -18,6 +18,7 @@ from .targets.factory import TargetPool
 
 def check_targets(settings: RunSettings, docker: Any, say: Any = print) -> str | None:
     """None when every target answered; else the explanation to print before exiting 2."""
+    # Our images are built and checked by the project's own tests; a user's command or address is not.
     names = [name for name, spec in settings.specs.items() if spec.image is None]
     if not names:
         return None

@@ -78,18 +78,32 @@ def sweep(directory: Path, deadline: float = 5.0) -> list[int]:
     return killed
 
 
-def terminate_as_interrupt() -> Any:
-    """Make SIGTERM unwind like Ctrl-C, so that every cleanup on the way out
-    runs. Returns the handler it replaced (None off the main thread)."""
+_received: list[int] = []  # the interrupting signals this process has received
+
+
+def interrupts_unwind() -> dict[int, Any]:
+    """SIGINT and SIGTERM both unwind as Ctrl-C does (KeyboardInterrupt), so
+    that every cleanup on the way out runs, and are remembered, so that the
+    reports can tell an interrupt from pytest's own stops (-x, collection
+    errors), which raise KeyboardInterrupt's subclasses too. Returns the
+    handlers it replaced (none off the main thread)."""
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _interrupt)
+        return {}
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
-def restore_terminate(previous: Any) -> None:
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, previous)
+def restore_handlers(previous: dict[int, Any]) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def interrupted_by() -> str | None:
+    """The name of the first interrupting signal received, if any."""
+    return signal.Signals(_received[0]).name if _received else None
 
 
 def _interrupt(signum: int, frame: object) -> None:
+    _received.append(signum)
     raise KeyboardInterrupt

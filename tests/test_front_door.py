@@ -193,7 +193,7 @@ def _servers_of(marker: str) -> list[psutil.Process]:
     found = []
     for process in psutil.process_iter(["cmdline"]):
         try:
-            if "reference_servers" in " ".join(process.info["cmdline"] or []) and (
+            if (process.info["cmdline"] or [])[1:3] == ["-m", "reference_servers"] and (
                 process.environ().get("SOCKSPEC_TEST_MARKER") == marker
             ):
                 found.append(process)

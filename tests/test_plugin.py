@@ -87,7 +87,7 @@ def test_a_failing_must_exits_1_and_explains_with_the_bytes(pytester: pytest.Pyt
     actual_line = text.splitlines()[text.splitlines().index(caret_line) - 1]
     assert actual_line[caret_line.index("^")] == "c"
     assert "TX        ECHO abc\\r\\n" in text and "RX        $abc\\r\\n" in text
-    assert "Re-run just this case: pytest" in text and "--seed" in text
+    assert "Re-run just this case: sockspec run --reference evented --only CH-CMD-3 -k" in text and "--seed" in text
 
 
 def test_passing_checks_exit_0(pytester: pytest.Pytester) -> None:
@@ -131,21 +131,24 @@ def test_usage_errors_exit_2_with_a_message(pytester: pytest.Pytester) -> None:
         (("--reference", "nope"), "unknown architecture"),
         (("--address", "no-port"), "HOST:PORT"),
         (("--reference", "evented", "--declare", "oops"), "KEY=VALUE"),
-        (("--reference", "evented", "--only", "CH-NOPE-*"), "selects no check"),
+        (("--reference", "evented", "--only", "CH-NOPE-*"), "no requirement matches"),
+        (("--reference", "evented", "--declare", "features=bogus"), "unknown feature"),
+        (("--reference", "evented", "--json", "/missing/dir/out.json"), "no such directory"),
     ):
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
         assert result.ret == 2, (args, result.ret)
         assert message in result.stdout.str() + result.stderr.str(), args
 
 
-def test_a_target_that_never_becomes_ready_is_an_error_not_a_failure(pytester: pytest.Pytester) -> None:
+def test_a_target_that_cannot_start_is_explained_once_before_any_check(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_checks=CHECKS)
-    out = pytester.path / "out.json"
-    result = pytester.runpytest(
-        "-p", "no:cacheprovider", "--cmd", "python3 -c 'import sys; sys.exit(3)'", "-k", "ping", "--json", str(out)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--cmd", "python3 -c 'import sys; sys.exit(3)'", "--ready-timeout", "5"
     )
-    assert result.ret == 2
-    assert verdicts(str(out)) == {"CH-CMD-2": "ERROR"}
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == 2, output
+    assert output.count("status 3") == 1, output
+    assert "passed" not in output and "failed" not in output, "no check runs against a target that cannot start"
 
 
 def test_results_are_the_same_under_xdist(pytester: pytest.Pytester) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from .. import reaper
 from ..docker.images import local_facts
 from ..outcome import CheckOutcome
 from ..targets.factory import reference_spec
@@ -30,7 +31,7 @@ class ResultCollector:
         self.run = run  # the plugin's state for this session: settings and Docker
         self.outcomes: list[CheckOutcome] = []
         self.broken_modules: list[str] = []
-        self.interrupted = False
+        self.interrupted = False  # by SIGINT or SIGTERM
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A check module that cannot be imported judges nothing: never a pass.
@@ -42,23 +43,15 @@ class ResultCollector:
             if name == USER_PROPERTY:
                 self.outcomes.append(CheckOutcome.from_json(json.loads(str(value))))
 
-    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        # pytest.exit() comes this way too; only Ctrl-C (and SIGTERM, made one) is an interrupt.
-        if isinstance(excinfo.value, KeyboardInterrupt):
-            self.interrupted = True
-
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         config = self.config
         if hasattr(config, "workerinput"):
             return
-        self.interrupted = self.interrupted or (
-            int(exitstatus) == pytest.ExitCode.INTERRUPTED and not self.broken_modules
-        )
-        if not self.outcomes:
-            if self.interrupted:
-                session.exitstatus = EXIT_INTERRUPTED
-            return
+        # Only a signal is an interrupt: pytest's own stops (-x, collection errors) raise KeyboardInterrupt too.
+        self.interrupted = reaper.interrupted_by() is not None
+        if not self.outcomes and not self.interrupted:
+            return  # nothing was judged (a plain pytest run, or one that stopped before any check)
         state = self.run()
         settings = state.settings
         targets = self.targets(state)
