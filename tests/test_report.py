@@ -285,12 +285,13 @@ def test_the_tracker_reports_an_area_when_it_completes_with_a_failure() -> None:
     assert "1/1 checks  1 failed" in lines[0]
 
 
+# As `sockspec run` does it: one Progress, configured by pytest; on xdist
+# workers it stays inert, and the controller shows the workers' checks.
 PROGRESS_CONFTEST = """
 from suite.report.progress import Progress
 
 def pytest_configure(config):
-    if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Progress(config), "sockspec-progress")
+    config.pluginmanager.register(Progress(), "sockspec-progress")
 """
 
 

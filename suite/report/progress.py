@@ -158,37 +158,48 @@ def short(nodeid: str) -> str:
 
 
 class Progress:
-    """The pytest plugin object for the display; register it on the xdist
-    controller (or the only process) of a ``sockspec run``.
+    """The pytest plugin object for the display, for a ``sockspec run`` only:
+    pass ``Progress()`` to ``pytest.main(plugins=...)``, or register it from
+    another plugin's ``pytest_configure``. It stays inert on xdist workers.
 
-    ``live`` chooses the redrawn table (default: when standard output is a
-    terminal); ``write_line`` is where the plain lines go (the terminal
-    reporter's, so that they never land in the middle of pytest's own line)."""
+    ``targets`` (the target names) splits each area's line per target when
+    there are several; ``live`` chooses the redrawn table (default: when
+    standard output is a terminal and pytest is not verbose)."""
 
     def __init__(
         self,
-        config: pytest.Config,
+        config: pytest.Config | None = None,
         targets: Sequence[str] = (),
         live: bool | None = None,
         tracker: AreaTracker | None = None,
     ) -> None:
-        self.config = config
+        self.config: pytest.Config | None = None
         self.tracker = tracker or AreaTracker(targets)
-        if live is None:
-            live = _is_terminal(sys.stdout) and config.getoption("verbose") <= 0
+        self.live_asked = live
         self.began = self.tracker.clock()
         self.printed: set[tuple[str, str]] = set()
-        self.wants_live = live
+        self.wants_live = False
         self.live: Live | None = None
         self._stream: IO[str] | None = None
+        if config is not None:
+            self.pytest_configure(config)
+
+    # ---- the hooks -----------------------------------------------------------
+
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if self.config is not None or hasattr(config, "workerinput"):
+            return
+        self.config = config
+        live = self.live_asked
+        if live is None:
+            live = _is_terminal(sys.stdout) and config.getoption("verbose") <= 0
+        self.wants_live = live
         if live:
             # The live table redraws from its own thread, also while a check runs
             # in this process with its output captured (fd 1 pointing elsewhere),
             # so it writes to its own copy of the terminal's descriptor, taken
             # now, while nothing is captured.
             self._stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="replace")
-
-    # ---- the hooks -----------------------------------------------------------
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._expect(item.nodeid for item in session.items)
@@ -197,10 +208,11 @@ class Progress:
         self._expect(ids)
 
     def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
-        self.tracker.start(nodeid)
+        if self.config is not None:
+            self.tracker.start(nodeid)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not ends_check(report):
+        if self.config is None or not ends_check(report):
             return
         self.tracker.record(report.nodeid, bool(report.failed))
         if not self.wants_live:
@@ -210,7 +222,9 @@ class Progress:
     def pytest_report_teststatus(self, report: pytest.TestReport, config: pytest.Config) -> Any:
         """Keeps pytest's counts but not its dots: the areas say it better."""
         status = yield
-        if isinstance(status, tuple) and len(status) == 3 and not config.getoption("verbose") > 0:
+        if self.config is None or config.getoption("verbose") > 0:
+            return status
+        if isinstance(status, tuple) and len(status) == 3:
             category, _, word = status
             return category, "", word
         return status
@@ -270,6 +284,8 @@ class Progress:
         return table
 
     def _expect(self, nodeids: Iterable[str]) -> None:
+        if self.config is None:
+            return
         self.tracker.expect(nodeids)
         if self._stream is not None and self.live is None and self.tracker.expected:
             self._start_live(self._stream)
@@ -294,7 +310,7 @@ class Progress:
                 self._write(count.line(now))
 
     def _write(self, line: str) -> None:
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter") if self.config else None
         if reporter is not None:
             reporter.ensure_newline()
             reporter.write_line(line)
