@@ -83,7 +83,9 @@ def _withheld_word(facts: RunFacts) -> str:
 
 
 def _render_target(console: Console, target: TargetResult, facts: RunFacts, verbose: bool) -> None:
-    console.print(Rule(Text(f"{target.name}  {target.description}".strip()), align="left"))
+    console.print(Rule(Text(target.name, style="bold"), align="left"))
+    if target.description:
+        console.print(Text(target.description, style="dim"), no_wrap=True, overflow="ellipsis")
     first = roots.fix_first(target.results)
     if first:
         console.print(Text("Fix first:", style="bold"))
