@@ -17,7 +17,16 @@ from ..verdicts import Verdict
 if TYPE_CHECKING:
     from .results import RequirementResult
 
-__all__ = ["AREA_ORDER", "PREREQUISITES", "area_of", "area_rank", "blamed_on", "fix_first", "spec_order"]
+__all__ = [
+    "AREA_ORDER",
+    "PREREQUISITES",
+    "area_of",
+    "area_rank",
+    "blamed_on",
+    "fix_first",
+    "may_follow_from",
+    "spec_order",
+]
 
 # The sections of PROTOCOL.md, in the order the spec presents them.
 AREA_ORDER: tuple[str, ...] = (
@@ -42,13 +51,8 @@ PREREQUISITES: tuple[tuple[str, str], ...] = (
     ("CH-FRAME-3", "line framing: the checks end their requests with CRLF, and the CR must go with the LF"),
     ("CH-CMD-2", "PING is the suite's readiness probe and the simplest request of many checks"),
     ("CH-ERR-1", "every check that expects an error reply reads it in this fixed form"),
-    (
-        "CH-FRAME-18",
-        "TCP may split or merge the suite's writes: a server that reads one request per segment "
-        "fails at random anywhere",
-    ),
+    ("CH-FRAME-18", "TCP splits and merges writes: a server that reads one request per segment fails anywhere"),
     ("CH-FRAME-17", "many checks send several requests at once and read the replies in order"),
-    # A client's every scenario is judged by its output and exit status.
     ("CH-CLIENT-11", "every client scenario reads the replies the client prints and its exit status"),
 )
 _PREREQUISITE_IDS = [requirement_id for requirement_id, _ in PREREQUISITES]
