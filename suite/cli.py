@@ -36,7 +36,7 @@ from . import configuration, ping, preflight, reaper, requirements
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
-from .report.display import RunDisplay
+from .report.progress import Progress
 from .targets.reference import resolve_architectures
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -274,17 +274,18 @@ def run_suite(options: argparse.Namespace) -> int:
     if options.exitfirst:
         args.append("-x")
     args += ["-v"] * options.verbose
-    return _pytest(args, progress=True)
+    return _pytest(args, progress=Progress(targets=[*settings.specs, *settings.clients]))
 
 
-def _pytest(args: list[str], progress: bool = False) -> int:
+def _pytest(args: list[str], progress: Progress | None = None) -> int:
     if "-v" not in args:
         args.append("-q")
     plugins: list[object] = []
-    if progress and "-v" not in args:
+    if progress is not None and "-v" not in args:
         # The suite's own progress and summary stand in for pytest's dots and tracebacks.
-        args += ["--tb=no", "-rN"]
-        plugins.append(RunDisplay())
+        args += ["--tb=no", "-rN", "-o", "console_output_style=classic"]
+        args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the suite is imported before pytest starts
+        plugins.append(progress)
     code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args], plugins=plugins))
     # pytest's own codes for usage problems, internal errors and empty
     # selections all mean the suite could not judge: the contract says 2.

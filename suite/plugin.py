@@ -30,6 +30,7 @@ from .certs import make_certificates
 from .clients.certs import make_client_certificates
 from .clients.under_test import ClientUnderTest
 from .clients.zone import NAMES as ZONE_NAMES
+from .area_by_area import AreaByArea
 from .configuration import RunSettings, UsageProblem
 from .docker import lifecycle
 from .docker.environment import DockerEnvironment
@@ -39,6 +40,7 @@ from .outcome import CheckOutcome
 from .probe import Measurement
 from .report import terminal
 from .report.collect import RESULTS, USER_PROPERTY, ResultCollector
+from .report.explain import failures_text
 from .report.roots import area_rank
 from .targets.base import Target
 from .targets.factory import TargetPool
@@ -96,6 +98,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _no_files_left_behind(config, state)
     if worker is None:
         state.groups_dir = reaper.open_run()
+        if settings.area_by_area:
+            config.pluginmanager.register(AreaByArea([*settings.specs, *settings.clients]), "sockspec-area-by-area")
     if settings.image_bases or settings.client_bases or settings.dns:
         try:
             docker = lifecycle.set_up(
@@ -448,15 +452,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not targets:
         return
     settings = _state(config).settings
-    collector = config.pluginmanager.get_plugin("sockspec-results")
-    color = terminalreporter._tw.hasmarkup
+    facts = config.pluginmanager.get_plugin("sockspec-results").facts
+    if config.getoption("tbstyle") == "no":  # sockspec run: pytest shows no failure, so the suite does
+        terminalreporter.write(failures_text(targets, settings.strict))
     terminalreporter.write(
         terminal.render(
             targets,
             verbose=config.getoption("verbose") > 1,
-            color=color,
-            only=settings.only,
-            interrupted=bool(collector is not None and collector.interrupted),
+            color=terminalreporter._tw.hasmarkup,
+            only=facts.only,
+            interrupted=facts.interrupted,
+            stopped=facts.stopped,
+            strict=facts.strict,
         )
     )
     terminalreporter.write_line(f"sockspec seed: {settings.seed} (re-run with --seed {settings.seed})")

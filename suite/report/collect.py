@@ -32,6 +32,7 @@ class ResultCollector:
         self.outcomes: list[CheckOutcome] = []
         self.broken_modules: list[str] = []
         self.interrupted = False  # by SIGINT or SIGTERM
+        self.facts = RunFacts()  # what kind of run it was, once it has ended
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         # A check module that cannot be imported judges nothing: never a pass.
@@ -56,7 +57,13 @@ class ResultCollector:
         settings = state.settings
         targets = self.targets(state)
         config.stash[RESULTS] = targets
-        facts = RunFacts(strict=settings.strict, seed=settings.seed, only=settings.only, interrupted=self.interrupted)
+        facts = self.facts = RunFacts(
+            strict=settings.strict,
+            seed=settings.seed,
+            only=settings.only,
+            interrupted=self.interrupted,
+            stopped=self._stopped(session),
+        )
         if config.getoption("sockspec_json"):
             files.write_json(config.getoption("sockspec_json"), targets, facts)
         if config.getoption("sockspec_junit"):
@@ -67,6 +74,15 @@ class ResultCollector:
             session.exitstatus = pytest.ExitCode.INTERRUPTED  # the suite's own fault: exit 2 from sockspec
         elif int(exitstatus) in (0, 1):  # leave pytest's own problems (usage, internal errors) alone
             session.exitstatus = exit_code(targets, settings.strict)
+
+    def _stopped(self, session: pytest.Session) -> str:
+        """Why the run stopped before its end on its own (-x, --area-by-area), if it did."""
+        by_area = self.config.pluginmanager.get_plugin("sockspec-area-by-area")
+        if by_area is not None and by_area.stopped:
+            return str(by_area.stopped)
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        reason = session.shouldfail or session.shouldstop or (dsession.shouldstop if dsession is not None else False)
+        return str(reason) if reason and not self.interrupted else ""
 
     def targets(self, state: Any) -> list[TargetResult]:
         settings = state.settings

@@ -9,7 +9,9 @@ import textwrap
 from ..escape import escape, first_difference, with_caret
 from ..probe import Violation
 from ..requirements import Requirement
+from ..verdicts import Verdict
 from ..wire import Ending, Transcript
+from .results import TargetResult
 
 
 def explain(
@@ -71,3 +73,33 @@ def render_transcript(transcript: Transcript, limit: int = 60) -> list[str]:
         text = escape(record.data) if record.direction != "--" else record.data.decode("utf-8", "replace")
         lines.append(f"  {record.at:8.3f}  {record.direction:<9} {text}")
     return lines
+
+
+def failures_text(targets: list[TargetResult], strict: bool) -> str:
+    """Every requirement that did not hold, explained once: the explanation of
+    its first failing check, with the bytes on the wire. ERRORs that share one
+    reason (a target that stopped answering) are explained once, with the IDs."""
+    out: list[str] = []
+    for target in targets:
+        shared_errors: dict[str, list[str]] = {}
+        for result in target.results:
+            if result.verdict is Verdict.ERROR:
+                shared_errors.setdefault(result.detail, []).append(result.id)
+                continue
+            if not (result.verdict is Verdict.FAIL or (result.verdict is Verdict.NON_STRICT and strict)):
+                continue
+            check = next((c for c in result.checks if c.verdict is result.verdict), None)
+            if check is None:
+                continue
+            out += [f"──── {target.name}: {result.id} {result.verdict.value} ────", check.explanation or check.detail]
+            if result.may_follow_from:
+                out.append(f"(This may follow from {', '.join(result.may_follow_from)}, which failed too: fix that first.)")
+            out.append("")
+        for detail, ids in shared_errors.items():
+            first = next(c for r in target.results if r.id == ids[0] for c in r.checks if c.verdict is Verdict.ERROR)
+            out += [
+                f"──── {target.name}: ERROR (not the target's fault) for {', '.join(ids)} ────",
+                first.explanation or detail,
+                "",
+            ]
+    return "\n".join(out)
