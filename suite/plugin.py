@@ -26,11 +26,11 @@ from hypothesis import configuration as hypothesis_configuration
 from hypothesis import settings as hypothesis_settings
 
 from . import configuration, preflight, reaper, requirements
+from .area_by_area import AreaByArea
 from .certs import make_certificates
 from .clients.certs import make_client_certificates
 from .clients.under_test import ClientUnderTest
 from .clients.zone import NAMES as ZONE_NAMES
-from .area_by_area import AreaByArea
 from .configuration import RunSettings, UsageProblem
 from .docker import lifecycle
 from .docker.environment import DockerEnvironment

@@ -93,7 +93,8 @@ def failures_text(targets: list[TargetResult], strict: bool) -> str:
                 continue
             out += [f"──── {target.name}: {result.id} {result.verdict.value} ────", check.explanation or check.detail]
             if result.may_follow_from:
-                out.append(f"(This may follow from {', '.join(result.may_follow_from)}, which failed too: fix that first.)")
+                roots = ", ".join(result.may_follow_from)
+                out.append(f"(This may follow from {roots}, which failed too: fix that first.)")
             out.append("")
         for detail, ids in shared_errors.items():
             first = next(c for r in target.results if r.id == ids[0] for c in r.checks if c.verdict is Verdict.ERROR)
