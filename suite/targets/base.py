@@ -15,32 +15,39 @@ INTEGER_KEYS = ("concurrency", "max_connections", "idle_timeout_ms", "max_line",
 
 @dataclass(frozen=True)
 class Declared:
-    """What the target says about itself (INFO), with --declare overriding."""
+    """What the target says about itself (INFO), with --declare overriding.
+    ``info_problem`` says why INFO told nothing (None when it was answered)."""
 
     pairs: dict[str, str]
+    info_problem: str | None = None
 
     @classmethod
-    def parse_info(cls, value: bytes, overrides: dict[str, str]) -> Declared:
+    def parse_info(cls, value: bytes, overrides: dict[str, str], info_problem: str | None = None) -> Declared:
         pairs: dict[str, str] = {}
         for token in value.decode("utf-8", "replace").split(" "):
             key, sep, val = token.partition("=")
             if sep:
                 pairs[key] = val
         pairs.update(overrides)
-        return cls(pairs)
+        return cls(pairs, info_problem)
 
     def number(self, key: str) -> int:
         text = self.pairs.get(key)
         if text is None or not text.isdigit():
-            raise HarnessError(
-                f"the target does not declare {key} (INFO said {text!r}); pass --declare {key}=N to check it anyway"
-            )
+            raise HarnessError(f"{self._not_declared(key, text)}; pass --declare {key}=N to check it anyway")
         return int(text)
+
+    def _not_declared(self, key: str, text: str | None) -> str:
+        if self.info_problem is not None and text is None:
+            return f"the target did not answer INFO ({self.info_problem}), so {key} is unknown"
+        return f"the target does not declare {key} (INFO said {text!r})"
 
     @property
     def overflow(self) -> str:
         value = self.pairs.get("overflow")
         if value not in ("busy", "queue"):
+            if value is None and self.info_problem is not None:
+                raise HarnessError(self._not_declared("overflow", None) + "; pass --declare overflow=busy|queue")
             raise HarnessError(f"the target declares overflow={value!r}; expected busy or queue (or --declare)")
         return value
 
@@ -111,9 +118,21 @@ class Target:
         return probe
 
     def tls_port(self) -> int:
+        """The implicit-TLS port the target announced; the suite dials no other."""
         if self.endpoint.tls_port is None:
-            raise Unsupported("the target has no implicit-TLS port")
+            raise Unsupported(self._why_no_tls_port())
         return self.endpoint.tls_port
+
+    def _why_no_tls_port(self) -> str:
+        if self.process is None:
+            why = "no TLS port was given (--address HOST:PORT,TLSPORT names one)"
+        elif self.process.ready_line is None:
+            why = "the target printed no READY line, so it announced no tls= port"
+        else:
+            why = "the READY line announced no tls= port"
+        if self.declared.has("tls"):
+            why += ", although INFO declares feature tls"
+        return f"the target has no implicit-TLS port: {why}"
 
     def transcripts(self) -> list[object]:
         return [probe.wire.transcript for probe in self.probes]

@@ -10,11 +10,22 @@ so process-tree checks work on it unchanged.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import signal
 import threading
 from typing import Any
 
-from .process import READY, Endpoint, TargetNotReady
+from ..escape import escape
+from .process import (
+    READY,
+    READY_SHAPE,
+    CappedOutput,
+    Endpoint,
+    TargetNotReady,
+    describe_status,
+    last_lines,
+    stderr_paragraph,
+)
 
 CERTS_MOUNT = "/certs"
 
@@ -42,7 +53,8 @@ class ContainerProcess:
         self.ready_line: bytes | None = None
         self.stdout_extra = bytearray()
         self._stdout_seen = 0
-        self._out = bytearray()
+        self._out = CappedOutput()  # stdout: its first and last 64 KiB
+        self._killed_by_suite = False
         self._lock = threading.Lock()
         self._line_or_end = threading.Event()
 
@@ -68,15 +80,15 @@ class ContainerProcess:
         reader = threading.Thread(target=self._read_stdout, name=f"stdout of {self.image}", daemon=True)
         reader.start()
         if not self._line_or_end.wait(timeout):
-            raise TargetNotReady(f"no READY line from the container within {timeout:.1f} s")
+            raise TargetNotReady(self._not_ready(f"printed no line on standard output within {timeout:.1f} s"))
         with self._lock:
-            first, newline, _ = bytes(self._out).partition(b"\n")
+            first, newline, _ = self._out.value().partition(b"\n")
         match = READY.match(first + b"\n") if newline else None
         if match is None:
             self.stdout_extra += first
             if not newline:
-                raise TargetNotReady(f"the container ended before it was ready; its stderr: {self.stderr_tail()!r}")
-            raise TargetNotReady(f"the container's first line is not READY: {first[:200]!r}")
+                raise TargetNotReady(self._not_ready("ended before it printed READY"))
+            raise TargetNotReady(self._not_ready(f"printed a first line that is not READY: '{escape(first, 200)}'"))
         self.ready_line = first + b"\n"
         self._stdout_seen = len(self.ready_line)
         tls = match.group(3)
@@ -87,9 +99,9 @@ class ContainerProcess:
         try:
             for chunk in self.container.logs(stream=True, follow=True, stdout=True, stderr=False):
                 with self._lock:
-                    self._out += chunk
-                    if b"\n" in self._out:
-                        self._line_or_end.set()
+                    self._out.add(chunk)
+                if b"\n" in chunk:  # only the new bytes: the scan stays linear
+                    self._line_or_end.set()
         except Exception:  # the container was removed under us: the stream just ends
             pass
         finally:
@@ -98,7 +110,7 @@ class ContainerProcess:
     def collect_stdout(self) -> bytes:
         """Everything the server printed after READY, as far as it has arrived."""
         with self._lock:
-            return bytes(self.stdout_extra) + bytes(self._out[self._stdout_seen :])
+            return bytes(self.stdout_extra) + self._out.value()[self._stdout_seen :]
 
     def send_signal(self, signum: int) -> None:
         """To the server, PID 1 of the container."""
@@ -119,6 +131,7 @@ class ContainerProcess:
 
     def kill(self) -> None:
         if self.container is not None:
+            self._killed_by_suite = self._killed_by_suite or self._state().get("Running", False)
             with contextlib.suppress(Exception):
                 self.container.remove(force=True)
 
@@ -127,8 +140,49 @@ class ContainerProcess:
             return bytes(self.container.logs(stdout=False, stderr=True))[-limit:]
         return b""
 
+    def _state(self) -> dict[str, Any]:
+        try:
+            self.container.reload()
+            return dict(self.container.attrs["State"])
+        except Exception:  # removed already
+            return {}
+
+    def exit_report(self) -> str | None:
+        """How the server ended, with its last stderr lines; None while it runs and
+        when the suite ended it (the removal at the end of a check)."""
+        if self.container is None or self._killed_by_suite:
+            return None
+        state = self._state()
+        if not state or state.get("Running") or state.get("Status") == "created":
+            return None
+        text = f"the server {describe_status(int(state.get('ExitCode', -1)))}"
+        lasted = _seconds_between(state.get("StartedAt", ""), state.get("FinishedAt", ""))
+        if lasted is not None:
+            text += f" {lasted:.1f} s after it started"
+        if state.get("OOMKilled"):
+            text += " (the kernel killed it for want of memory)"
+        return text + "." + stderr_paragraph(last_lines(self.stderr_tail(8000)))
+
+    def _not_ready(self, what: str) -> str:
+        state = self._state()
+        if state and not state.get("Running") and state.get("Status") != "created":
+            what += f"; it {describe_status(int(state.get('ExitCode', -1)))}"
+        return (
+            f"the container of {self.image} running `{' '.join(self.command)}` {what}. Its first line on standard "
+            f"output should be `{READY_SHAPE}`." + stderr_paragraph(last_lines(self.stderr_tail(8000)))
+        )
+
     def __enter__(self) -> ContainerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def _seconds_between(started: str, finished: str) -> float | None:
+    """Docker's RFC 3339 times (nanoseconds, Z) apart, or None if either is missing."""
+    try:
+        times = [datetime.datetime.fromisoformat(t[:26].rstrip("Z") + "+00:00") for t in (started, finished)]
+    except ValueError:
+        return None
+    return (times[1] - times[0]).total_seconds()

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..certs import CertificateFiles
+from ..escape import escape
 from ..probe import HarnessError, Unsupported
-from ..wire import Wire, WireTimeout
+from ..wire import Ending, Wire, WireTimeout
 from .base import Declared, Target, TlsTrust
 from .container import CERTS_MOUNT, ContainerProcess
 from .process import Endpoint, ServerProcess, TargetNotReady, free_ports
@@ -98,6 +99,46 @@ def fill_template(template: str, values: dict[str, str]) -> list[str]:
     return shlex.split(template.format(**values))
 
 
+class TargetDidNotStart(HarnessError, TargetNotReady):
+    """A target that could not be started or reached, remembered for the rest of the run.
+    A HarnessError (checks that need it are ERRORs, never the target's fault) and a
+    TargetNotReady (a check of the start itself judges it as the target's failure)."""
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    """The first contact with a target: what it announced, or why nothing can be checked."""
+
+    name: str
+    problem: str | None = None  # a paragraph: why the target cannot be checked
+    endpoint: Endpoint | None = None
+    declared: Declared | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+    @property
+    def warnings(self) -> list[str]:
+        found = []
+        if self.declared is not None and self.declared.info_problem is not None:
+            found.append(
+                f"the target did not answer INFO ({self.declared.info_problem}); checks that need its values"
+                " will be ERRORs unless --declare gives them"
+            )
+        return found
+
+    def summary(self) -> str:
+        """One line for a target that answered: where, and what INFO said."""
+        assert self.endpoint is not None and self.declared is not None
+        endpoint = self.endpoint
+        where = f"{endpoint.host}:{endpoint.port}"
+        where += f", TLS on {endpoint.tls_port}" if endpoint.tls_port else ", no TLS port announced"
+        pairs = " ".join(f"{key}={value}" for key, value in self.declared.pairs.items())
+        info = f"INFO: {pairs}" if pairs else "INFO declared nothing"
+        return f"answers at {where}; {info}" + "".join(f" (warning: {w})" for w in self.warnings)
+
+
 @dataclass
 class TargetPool:
     specs: dict[str, TargetSpec]
@@ -107,26 +148,19 @@ class TargetPool:
     ready_timeout: float = 15.0
     docker: Any = None  # a suite.docker.environment.DockerEnvironment, for --image targets
     _shared: dict[str, Target] = field(default_factory=dict)
-    _failed: dict[str, str] = field(default_factory=dict)
+    _failed: dict[str, str] = field(default_factory=dict)  # target name -> why it did not start
 
     def shared(self, name: str) -> Target:
         """The instance most checks share (started once per run and worker)."""
-        if name in self._failed:
-            raise HarnessError(self._failed[name])
         if name not in self._shared:
-            try:
-                self._shared[name] = self._open(self.specs[name], SHARED_IDLE)
-            except HarnessError as error:
-                self._failed[name] = str(error)
-                raise
+            self._shared[name] = self._open(name, SHARED_IDLE)
         return self._shared[name]
 
     @contextlib.contextmanager
     def fresh(self, name: str, idle: float = SHARED_IDLE, why: str = "") -> Iterator[Target]:
         """A separate instance for a check that would disturb others."""
-        spec = self.specs[name]
-        self._require_control(spec, why)
-        target = self._open(spec, idle)
+        self._require_control(self.specs[name], why)
+        target = self._open(name, idle)
         try:
             yield target
         finally:
@@ -136,14 +170,28 @@ class TargetPool:
     def launched(self, name: str, idle: float = SHARED_IDLE) -> Iterator[tuple[Any, Endpoint]]:
         """A fresh instance, handed over as soon as it is ready (before the
         suite has sent it anything), with the process or container behind it.
-        Raises TargetNotReady when it never announces itself."""
+        Raises TargetNotReady (a TargetDidNotStart) when it never announces itself."""
         spec = self.specs[name]
         self._require_control(spec, "it watches the server from its start")
-        process, endpoint = self._launch(spec, idle)
+        process, endpoint = self._launch_once(name, idle)
         try:
             yield process, endpoint
         finally:
             process.kill()
+
+    def preflight(self, name: str) -> PreflightResult:
+        """Start the target once (or dial it, for --address), read READY and INFO, and
+        close it again. A failure is remembered: later checks of ``name`` get it at once."""
+        try:
+            target = self._open(name, SHARED_IDLE)
+        except HarnessError as error:
+            return PreflightResult(name, problem=str(error))
+        self._close(target)
+        return PreflightResult(name, endpoint=target.endpoint, declared=target.declared)
+
+    def failure(self, name: str) -> str | None:
+        """Why ``name`` could not be started or reached, if it could not."""
+        return self._failed.get(name)
 
     @staticmethod
     def _require_control(spec: TargetSpec, why: str) -> None:
@@ -160,22 +208,41 @@ class TargetPool:
 
     # ---- internals -----------------------------------------------------------
 
-    def _open(self, spec: TargetSpec, idle: float) -> Target:
+    def _open(self, name: str, idle: float) -> Target:
+        spec = self.specs[name]
         if not spec.controllable:
             assert spec.address is not None
+            self._raise_if_failed(name)
             trust = TlsTrust(spec.ca, spec.hostname)
-            return self._with_info(Target(spec.name, spec.address, Declared({}), trust, timeout=self.timeout))
-        try:
-            process, endpoint = self._launch(spec, idle)
-        except (TargetNotReady, OSError) as error:
-            raise HarnessError(f"{spec.name}: the target did not become ready: {error}") from None
+            target = Target(spec.name, spec.address, Declared({}), trust, timeout=self.timeout)
+            return self._with_info(target, remember_as=name)
+        process, endpoint = self._launch_once(name, idle)
         trust = TlsTrust(self.certs.ca, "localhost")
         target = Target(spec.name, endpoint, Declared({}), trust, process=process, timeout=self.timeout)
         try:
-            return self._with_info(target)
+            return self._with_info(target, remember_as=name)
         except BaseException:
             self._close(target)
             raise
+
+    def _raise_if_failed(self, name: str) -> None:
+        if name in self._failed:
+            raise TargetDidNotStart(self._failed[name])
+
+    def _remember(self, name: str, why: str) -> TargetDidNotStart:
+        self._failed[name] = why
+        return TargetDidNotStart(why)
+
+    def _launch_once(self, name: str, idle: float) -> tuple[Any, Endpoint]:
+        """Launch, unless an earlier launch failed: then that failure again, at once."""
+        self._raise_if_failed(name)
+        spec = self.specs[name]
+        try:
+            return self._launch(spec, idle)
+        except TargetNotReady as error:
+            raise self._remember(name, f"{spec.name}: {error}") from None
+        except OSError as error:  # the command itself could not be run
+            raise self._remember(name, f"{spec.name}: the command could not be run: {error}") from None
 
     def _launch(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
         if spec.image is not None:
@@ -193,19 +260,18 @@ class TargetPool:
             }
             process = ServerProcess(fill_template(spec.template, values))
             try:
-                endpoint = process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
+                # Only what the target announces is dialled: no READY tls= part, no TLS port
+                # (even if the template passed one), so its TLS checks are UNSUPPORTED, not failed.
+                return process, process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
             except TargetNotReady:
                 process.kill()
                 # Another program may have taken a port between choosing and binding: once more.
-                if attempt == 1 and process.exited_early:
+                if attempt == 1 and process.failed_on_a_taken_port():
                     continue
                 raise
             except BaseException:
                 process.kill()
                 raise
-            if endpoint.tls_port is None and "{tls_port}" in spec.template:
-                endpoint = Endpoint(endpoint.host, endpoint.port, tls_port)
-            return process, endpoint
         raise AssertionError("unreachable")
 
     def _launch_container(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
@@ -229,24 +295,60 @@ class TargetPool:
             raise
         return process, endpoint
 
-    def _with_info(self, target: Target) -> Target:
+    def _with_info(self, target: Target, remember_as: str) -> Target:
+        """Read INFO on a connection of its own; a target that cannot be reached at all
+        is remembered as failed, one that does not answer INFO keeps that as its info_problem."""
+        endpoint = target.endpoint
         try:
-            with Wire.connect(target.endpoint.host, target.endpoint.port, timeout=self.timeout) as wire:
+            wire = Wire.connect(endpoint.host, endpoint.port, timeout=self.timeout)
+        except OSError as error:
+            raise self._remember(remember_as, self._unreachable(target, error)) from None
+        with wire:
+            try:
                 # One request at a time: a server that mishandles pipelining must
                 # still get its declaration read (its pipelining is judged elsewhere).
                 wire.send(b"INFO\r\n", self.timeout)
-                line = wire.read_line(self.timeout) or b""
-                # QUIT, and wait for the server's close, so that this connection
-                # no longer counts against the limit when the checks begin.
-                wire.send(b"QUIT\r\n", self.timeout)
-                wire.wait_for_end(self.timeout)
-        except (OSError, WireTimeout) as error:
-            raise HarnessError(f"{target.name}: cannot connect to {target.endpoint}: {error}") from None
-        value = line[1:].rstrip(b"\r\n") if line.startswith(b"$") else b""
-        target.declared = Declared.parse_info(value, self.overrides)
+                line = wire.read_line(self.timeout)
+                if line is not None and line.startswith(b"$"):
+                    # QUIT, and wait for the server's close, so that this connection
+                    # no longer counts against the limit when the checks begin.
+                    wire.send(b"QUIT\r\n", self.timeout)
+                    wire.wait_for_end(self.timeout)
+            except (OSError, WireTimeout) as error:
+                line = None
+                problem: str | None = f"the connection failed: {error}"
+            else:
+                problem = _info_problem(line, wire, self.timeout)
+        value = line[1:].rstrip(b"\r\n") if line is not None and problem is None else b""
+        target.declared = Declared.parse_info(value, self.overrides, problem)
         return target
+
+    def _unreachable(self, target: Target, error: OSError) -> str:
+        where = f"{target.endpoint.host}:{target.endpoint.port}"
+        if isinstance(error, ConnectionRefusedError):
+            what = f"nothing accepts connections at {where} (connection refused)"
+        elif isinstance(error, TimeoutError):
+            what = f"{where} did not accept a connection within {self.timeout:g} s"
+        else:
+            what = f"cannot connect to {where}: {error.strerror or error}"
+        if target.process is None:
+            return f"{target.name}: {what}"
+        died = target.process.exit_report()
+        return f"{target.name}: the target announced {where}, but {what}" + (f"; {died}" if died else "")
 
     def _close(self, target: Target) -> None:
         target.close_probes()
         if target.process is not None:
             target.process.kill()
+
+
+def _info_problem(line: bytes | None, wire: Wire, timeout: float) -> str | None:
+    """Why an INFO request told nothing, or None when it was answered with a value."""
+    if line is None:
+        if wire.ending in (Ending.FIN, Ending.RST):
+            return f"the connection was closed ({wire.ending.value}) before INFO was answered"
+        return f"INFO got no answer within {timeout:g} s"
+    if not line.startswith(b"$"):
+        answer = escape(line.rstrip(b"\r\n"), 120)
+        return f"INFO was answered with '{answer}'"
+    return None

@@ -1,8 +1,13 @@
 """A server the suite starts itself: own process group, READY line or port,
-always reaped.
+its output drained and capped, its end described, always reaped.
 
 The child's environment is the suite's own, minus PYTHONUNBUFFERED: an
 unbuffered stdout would hide a READY line that is never flushed.
+
+One thread per process drains stdout and stderr in a single select loop from
+start to kill, so a child that prints a lot never blocks on a full pipe, and
+watches a pidfd so the moment of its exit is known without reaping it (the
+suite's own ``poll``/``wait`` stay the only reapers).
 """
 
 from __future__ import annotations
@@ -11,16 +16,25 @@ import contextlib
 import os
 import re
 import select
+import shlex
 import signal
 import socket
 import subprocess
-import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..escape import escape
+
 READY_GRACE = 1.0  # seconds to wait for READY once the port accepts
 READY = re.compile(rb"^READY cloudhash/1 (\S+) (\d+)(?: tls=(\d+))?\r?\n$")
+READY_SHAPE = "READY cloudhash/1 <host> <port>[ tls=<port>]"
+KEEP = 64 * 1024  # of each output stream: the first and the last this many bytes
+READY_LINE_MAX = 512  # a READY line is far shorter; a longer line is only kept as output
+STDERR_LINES = 10  # shown when a target dies or never gets ready
+DRAIN_AFTER_KILL = 0.5  # seconds to collect what a killed group still had in its pipes
+ADDRESS_IN_USE = (b"Address already in use", b"EADDRINUSE", b"Errno 98")
 
 
 class ServerHandle(Protocol):
@@ -38,6 +52,7 @@ class ServerHandle(Protocol):
     def wait(self, timeout: float) -> int | None: ...
     def terminate(self, timeout: float) -> int | None: ...
     def kill(self) -> None: ...
+    def exit_report(self) -> str | None: ...
 
 
 class TargetNotReady(Exception):
@@ -51,6 +66,93 @@ class Endpoint:
     tls_port: int | None = None
 
 
+class CappedOutput:
+    """What a stream carried: its first and last KEEP bytes, and how many
+    between them were dropped. Appending costs time linear in the chunk."""
+
+    def __init__(self, keep: int = KEEP) -> None:
+        self.keep = keep
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.keep - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if not chunk:
+            return
+        self.tail += chunk
+        # Trim only once the tail is twice its size, so the copying stays linear overall.
+        if len(self.tail) > 2 * self.keep:
+            cut = len(self.tail) - self.keep
+            self.dropped += cut
+            del self.tail[:cut]
+
+    def value(self) -> bytes:
+        if not self.dropped:
+            return bytes(self.head + self.tail)
+        return bytes(self.head) + f"[... {self.dropped} bytes not kept ...]".encode() + bytes(self.tail)
+
+    def last_lines(self, count: int = STDERR_LINES) -> list[str]:
+        return last_lines(bytes(self.tail if self.tail else self.head), count)
+
+
+def last_lines(data: bytes, count: int = STDERR_LINES) -> list[str]:
+    """The last ``count`` non-empty lines, decoded for a person to read."""
+    text = data.decode("utf-8", "replace")
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-count:]
+
+
+class _ReadyScanner:
+    """Cuts stdout into lines until the READY line, looking at each byte once.
+    Lines before READY go to ``before``; everything after it to ``after``."""
+
+    def __init__(self) -> None:
+        self.line = bytearray()  # the line in progress, up to READY_LINE_MAX bytes
+        self.line_too_long = False
+        self.ready: bytes | None = None
+        self.before = CappedOutput()
+        self.after = CappedOutput()
+
+    def feed(self, chunk: bytes) -> None:
+        start = 0
+        while self.ready is None and start < len(chunk):
+            end = chunk.find(b"\n", start)
+            stop = len(chunk) if end < 0 else end + 1
+            piece, start = chunk[start:stop], stop
+            if self.line_too_long:
+                self.before.add(piece)
+            else:
+                self.line += piece
+                if len(self.line) > READY_LINE_MAX:  # not READY: kept only as output
+                    self.before.add(bytes(self.line))
+                    self.line.clear()
+                    self.line_too_long = True
+            if end < 0:
+                continue
+            if self.line_too_long:
+                self.line_too_long = False
+            elif READY.match(self.line):
+                self.ready = bytes(self.line)
+            else:
+                self.before.add(bytes(self.line))
+            self.line.clear()
+        if self.ready is not None and start < len(chunk):
+            self.after.add(chunk[start:])
+
+    def unfinished(self) -> bytes:
+        """Stdout printed before READY (or instead of it), including a line not yet ended."""
+        return self.before.value() + bytes(self.line)
+
+    def printed(self) -> int:
+        """How many bytes came before READY (or instead of it)."""
+        return self.before.total + len(self.line)
+
+
 class ServerProcess:
     def __init__(self, argv: list[str] | str, *, cwd: str | None = None) -> None:
         self.argv = argv
@@ -58,14 +160,27 @@ class ServerProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_line: bytes | None = None
         self.exited_early = False  # it ended before it was ready
-        self.stdout_extra = bytearray()  # anything printed besides READY
-        self._stdout_buffer = bytearray()
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
+        self.stdout_extra = bytearray()  # anything printed before READY (capped)
+        self._scanner = _ReadyScanner()
+        self._stderr = CappedOutput()
+        self._lock = threading.Lock()
+        self._news = threading.Condition(self._lock)  # READY, or stdout's end
+        self._stdout_ended = False
+        self._drainer: threading.Thread | None = None
+        self._stop_draining_at: float | None = None
+        self._started_at = 0.0
+        self._exited_at: float | None = None  # when the pidfd said so (the drainer's clock)
+        self._killed_by_suite = False
+        self._signals_sent: list[tuple[int, float]] = []
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
+
+    @property
+    def command(self) -> str:
+        return self.argv if isinstance(self.argv, str) else shlex.join(self.argv)
 
     def start(
         self,
@@ -74,76 +189,126 @@ class ServerProcess:
         expect_port: tuple[str, int] | None = None,
     ) -> Endpoint:
         """Start and wait for READY; failing that, for ``expect_port`` to accept."""
+        self._started_at = time.monotonic()
         self.process = subprocess.Popen(
             self.argv,
             shell=isinstance(self.argv, str),
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=self._stderr,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, so the whole tree can be reaped
             env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
         )
-        assert self.process.stdout is not None
-        os.set_blocking(self.process.stdout.fileno(), False)
+        self._drainer = threading.Thread(target=self._drain, name=f"output of pid {self.process.pid}", daemon=True)
+        self._drainer.start()
         deadline = time.monotonic() + timeout
         port_seen_at: float | None = None
-        while time.monotonic() < deadline:
-            line = self._read_line(min(deadline, time.monotonic() + 0.05))
-            if line is not None:
-                match = READY.match(line)
-                if match:
-                    self.ready_line = line
-                    host = match.group(1).decode()
-                    tls = match.group(3)
-                    return Endpoint(host, int(match.group(2)), int(tls) if tls else None)
-                self.stdout_extra += line
+        while True:
+            with self._news:
+                self._news.wait_for(lambda: self._scanner.ready is not None or self._stdout_ended, 0.05)
+                ready = self._scanner.ready
+            if ready is not None:
+                return self._announced(ready)
             if self.process.poll() is not None:
                 self.exited_early = True
-                raise TargetNotReady(
-                    f"the target exited with status {self.process.returncode} before it was ready; "
-                    f"stderr: {self.stderr_tail()!r}"
-                )
+                self._await_stdout_end(0.5)  # what it printed just before it ended
+                if self._scanner.ready is not None:
+                    return self._announced(self._scanner.ready)
+                raise TargetNotReady(self._not_ready(timeout, expect_port, port_seen_at))
+            now = time.monotonic()
             if expect_port is not None and port_seen_at is None and _accepts(*expect_port):
-                port_seen_at = time.monotonic()
+                port_seen_at = now
             # A server that listens before it prints READY gets a moment to
             # print it; one that never prints it is taken at its port.
-            if port_seen_at is not None and time.monotonic() - port_seen_at >= READY_GRACE:
+            if port_seen_at is not None and now - port_seen_at >= READY_GRACE:
                 assert expect_port is not None
+                self._keep_stdout_before_ready()
                 return Endpoint(*expect_port)
+            if now >= deadline:
+                break
+        reason = self._not_ready(timeout, expect_port, port_seen_at)
         self.kill()
-        raise TargetNotReady(f"no READY line and no listening port within {timeout:.1f} s")
+        raise TargetNotReady(reason)
 
-    def _read_line(self, until: float) -> bytes | None:
-        assert self.process is not None and self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        while b"\n" not in self._stdout_buffer:
-            left = until - time.monotonic()
-            if left <= 0:
-                return None
-            readable, _, _ = select.select([fd], [], [], left)
-            if not readable:
-                return None
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return None
-            self._stdout_buffer += chunk
-        line, _, rest = bytes(self._stdout_buffer).partition(b"\n")
-        self._stdout_buffer = bytearray(rest)
-        return line + b"\n"
+    def _announced(self, line: bytes) -> Endpoint:
+        match = READY.match(line)
+        assert match is not None
+        self.ready_line = line
+        self._keep_stdout_before_ready()
+        tls = match.group(3)
+        return Endpoint(match.group(1).decode(), int(match.group(2)), int(tls) if tls else None)
+
+    def _keep_stdout_before_ready(self) -> None:
+        with self._lock:
+            scanner = self._scanner
+            self.stdout_extra = bytearray(scanner.before.value() if self.ready_line else scanner.unfinished())
+
+    def _await_stdout_end(self, timeout: float) -> None:
+        with self._news:
+            self._news.wait_for(lambda: self._scanner.ready is not None or self._stdout_ended, timeout)
+
+    # ---- the drainer ---------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Read stdout and stderr until both end (or a while after kill), noting the exit."""
+        assert self.process is not None and self.process.stdout and self.process.stderr
+        streams = {self.process.stdout.fileno(): "stdout", self.process.stderr.fileno(): "stderr"}
+        pidfd: int | None = None
+        with contextlib.suppress(OSError):
+            pidfd = os.pidfd_open(self.process.pid)
+        try:
+            while streams:
+                stop_at = self._stop_draining_at
+                if stop_at is not None and time.monotonic() >= stop_at:
+                    break
+                watched = [*streams, *([pidfd] if pidfd is not None else [])]
+                readable, _, _ = select.select(watched, [], [], 0.05)
+                for fd in readable:
+                    if fd == pidfd:
+                        self._exited_at = time.monotonic()
+                        os.close(pidfd)
+                        pidfd = None
+                        continue
+                    chunk = os.read(fd, 65536)
+                    self._take(streams[fd], chunk)
+                    if not chunk:
+                        del streams[fd]
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+            self._take("stdout", b"")
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+    def _take(self, stream: str, chunk: bytes) -> None:
+        with self._news:
+            if stream == "stderr":
+                self._stderr.add(chunk)
+            elif chunk:
+                self._scanner.feed(chunk)
+            else:
+                self._stdout_ended = True
+            self._news.notify_all()
+
+    # ---- what checks use -----------------------------------------------------------
 
     def collect_stdout(self) -> bytes:
-        """Everything the target printed after READY, as far as it has arrived."""
-        if self.process is not None and self.process.stdout is not None:
-            with contextlib.suppress(BlockingIOError, OSError, ValueError):
-                while chunk := os.read(self.process.stdout.fileno(), 65536):
-                    self._stdout_buffer += chunk
-        return bytes(self.stdout_extra + self._stdout_buffer)
+        """Everything the target printed besides READY, as far as it has arrived
+        (what came before READY first; the first and last 64 KiB of each part)."""
+        with self._lock:
+            if self.ready_line is not None:
+                return bytes(self.stdout_extra) + self._scanner.after.value()
+            text = self._scanner.unfinished()
+            if self._scanner.ready is not None:  # READY came after the suite took the port
+                text += self._scanner.ready + self._scanner.after.value()
+            return text
 
     def send_signal(self, signum: int) -> None:
         """To the process the suite started (not its group)."""
         assert self.process is not None
         if self.process.poll() is None:
+            self._signals_sent.append((signum, time.monotonic()))
             self.process.send_signal(signum)
 
     def wait(self, timeout: float) -> int | None:
@@ -160,27 +325,101 @@ class ServerProcess:
         return self.wait(timeout)
 
     def kill(self) -> None:
-        """Kill the whole process group and reap the leader. Safe to call twice."""
+        """Kill the whole process group, reap the leader and stop draining. Safe to call twice."""
         if self.process is None:
             return
+        if self.process.poll() is None:
+            self._killed_by_suite = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
-        self.collect_stdout()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        if self._drainer is not None:
+            # The pipes end when the group is gone; a descendant that left the group may
+            # hold them open, so the drainer stops after a short while regardless.
+            self._stop_draining_at = time.monotonic() + DRAIN_AFTER_KILL
+            self._drainer.join(DRAIN_AFTER_KILL + 1.0)
 
     def stderr_tail(self, limit: int = 2000) -> bytes:
-        self._stderr.seek(0)
-        return self._stderr.read()[-limit:]
+        with self._lock:
+            return self._stderr.value()[-limit:]
+
+    def stderr_lines(self, count: int = STDERR_LINES) -> list[str]:
+        """The last lines of standard error, decoded for a person."""
+        with self._lock:
+            return self._stderr.last_lines(count)
+
+    def exit_report(self) -> str | None:
+        """How the target ended, with its last stderr lines; None while it runs
+        and when the suite ended it (the kill at the end of a check)."""
+        if self.process is None or self.process.poll() is None or self._killed_by_suite:
+            return None
+        ended = self._exited_at or time.monotonic()
+        status = describe_status(self.process.returncode)
+        text = f"the server {status} {ended - self._started_at:.1f} s after it started"
+        caused = [(signum, at) for signum, at in self._signals_sent if at <= ended]
+        if caused:
+            signum, at = caused[-1]
+            text += f", {max(0.0, ended - at):.1f} s after the suite sent it {signal.Signals(signum).name}"
+        return text + "." + stderr_paragraph(self.stderr_lines())
+
+    # ---- why it is not ready ---------------------------------------------------------
+
+    def _not_ready(self, timeout: float, expect_port: tuple[str, int] | None, port_seen_at: float | None) -> str:
+        assert self.process is not None
+        status = self.process.poll()
+        if status is None:
+            port = f" and never accepted on port {expect_port[1]}" if expect_port and port_seen_at is None else ""
+            what = f"is still running after {timeout:.1f} s, never printed READY{port}"
+        else:
+            ended = (self._exited_at or time.monotonic()) - self._started_at
+            what = f"{describe_status(status)} {ended:.1f} s after it started, before it printed READY"
+        with self._lock:
+            printed, total = self._scanner.unfinished(), self._scanner.printed()
+        if printed:
+            shown = escape(printed, 300)
+            stdout = f"; its standard output instead was {total} bytes: '{shown}'"
+        else:
+            stdout = "; it printed nothing on standard output"
+        return (
+            f"the target `{self.command}` {what}. It should print `{READY_SHAPE}` and LF on standard output "
+            f"once it accepts connections{stdout}." + stderr_paragraph(self.stderr_lines())
+        )
+
+    def failed_on_a_taken_port(self) -> bool:
+        """Whether it ended before READY saying its address was in use (another program
+        may have taken a port between the suite choosing it and the target binding it)."""
+        tail = self.stderr_tail(4000)
+        return self.exited_early and any(sign in tail for sign in ADDRESS_IN_USE)
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
-        self._stderr.close()
+
+
+def describe_status(status: int) -> str:
+    """'exited with status 3', 'was killed by signal 11 (SIGSEGV)', including a shell's 128+N."""
+    if status < 0:
+        return f"was killed by signal {-status} ({_signal_name(-status)})"
+    text = f"exited with status {status}"
+    if 128 < status < 128 + 65 and _signal_name(status - 128) != "unknown signal":
+        text += f" (128 + {status - 128}, the code a shell or container gives for signal {_signal_name(status - 128)})"
+    return text
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown signal"
+
+
+def stderr_paragraph(lines: list[str]) -> str:
+    if not lines:
+        return " It wrote nothing on standard error."
+    return " Its standard error ended with:\n" + "\n".join(f"  | {line}" for line in lines)
 
 
 def _accepts(host: str, port: int) -> bool:
