@@ -9,7 +9,11 @@ for real, in a pytest subprocess whose standard output is a pipe.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,6 +26,7 @@ from suite.report.progress import AreaTracker
 from suite.report.results import RequirementResult, RunFacts, TargetResult, aggregate
 from suite.verdicts import Verdict
 
+REPO = Path(__file__).resolve().parents[1]
 NOT_URGENT = "the target does not declare the optional feature 'urgent' (features=framed,tls,starttls)"
 NOT_QUEUE = "not applicable: overflow=busy"
 ALL_FEATURES = "framed,tls,starttls,urgent"
@@ -307,8 +312,46 @@ def test_progress_on_a_pipe_is_one_line_per_area(pytester: pytest.Pytester, work
     lines = result.stdout.lines
     areas = {line.split()[0]: line for line in lines if re.match(r"^[A-Z]+ +\d+/\d+ checks", line)}
     assert set(areas) == {"FRAME", "CMD", "CLIENT"}, lines
+    if not workers:  # each line comes as its area completes: the modules run in the order of their names
+        assert list(areas) == ["CLIENT", "CMD", "FRAME"]
     assert re.match(r"FRAME +3/3 checks  1 failed  \d+\.\d s$", areas["FRAME"])
     assert re.match(r"CMD +2/2 checks  0 failed", areas["CMD"])
     assert re.match(r"CLIENT +1/1 checks  1 failed", areas["CLIENT"])  # a setup error counts as failed
     assert not any(re.fullmatch(r"[.FsE]+(\s+\[\s*\d+%\])?", line.strip()) for line in lines if line.strip())
     result.assert_outcomes(passed=3, failed=1, skipped=1, errors=1)
+
+
+def sockspec(*args: str, deadline: float = 240) -> subprocess.CompletedProcess[str]:
+    """The command with standard output a pipe, in its own process group,
+    which is ended (with the servers it started) if it outlives the deadline."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "suite.cli", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def test_sockspec_run_on_a_pipe_shows_each_area_once_and_labels_the_partial_run(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    result = sockspec("run", "--reference", "evented", "--only", "CH-CMD-*", "--json", str(report))
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    areas = [line for line in lines if re.match(r"^[A-Z]+ +\d+/\d+ checks", line)]
+    assert [line.split()[0] for line in areas].count("CMD") == 1, lines
+    for line in areas:  # every area that ran is complete, with its time
+        assert re.match(r"^[A-Z]+ +(\d+)/\1 checks  0 failed  \d+\.\d s$", line), line
+    assert not any(re.fullmatch(r"[.FsE]+(\s+\[\s*\d+%\])?", line.strip()) for line in lines if line.strip())
+    assert "Level: partial (--only CH-CMD-*): no conformance level is given for a partial run" in result.stdout
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["partial"] == {"only": ["CH-CMD-*"]}
+    assert data["targets"][0]["conformance"] is None
