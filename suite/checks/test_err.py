@@ -511,7 +511,7 @@ def test_bye_is_followed_by_fin_although_requests_were_pipelined_after_quit(targ
             b"QUIT\r\n" + b"PING\r\n" * (UNREAD // 6),
             lambda: c.expect_line(b"+BYE\r\n", timeout=REPLY_TIMEOUT),
             "+BYE",
-            # Watch past the end of the server's 500 ms drain: a server that stops
+            # Watch past the latest close section 9 allows: a server that stops
             # reading after +BYE resets the connection when it finally closes.
             watch=max(0.05, CLOSE_WITHIN + 0.1 - (time.monotonic() - started)),
         )
