@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import selectors
 import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -355,3 +358,52 @@ def test_sockspec_run_on_a_pipe_shows_each_area_once_and_labels_the_partial_run(
     data = json.loads(report.read_text(encoding="utf-8"))
     assert data["partial"] == {"only": ["CH-CMD-*"]}
     assert data["targets"][0]["conformance"] is None
+
+
+def test_ctrl_c_mid_run_gives_an_interrupted_report_and_exit_130(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    with subprocess.Popen(
+        [sys.executable, "-m", "suite.cli", "run", "--reference", "evented", "--json", str(report)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = _first_area_line(process.stdout, deadline=time.monotonic() + 120)
+            assert first is not None, "no area completed within 120 s"
+            os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+            out, _ = process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    assert process.returncode == 130
+    assert "Level: interrupted: results are incomplete; no level" in out
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["interrupted"] is True
+    assert [t["conformance"] for t in data["targets"]] == [None]
+    assert data["summary"]["exit_code"] == 130
+
+
+def _first_area_line(stream: Any, deadline: float) -> str | None:
+    """Reads the pipe until a line says an area completed, or the deadline
+    passes. Reads the descriptor itself: a buffered reader could hold the
+    line while select waits for more."""
+    fd = stream.fileno()
+    seen = b""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while (left := deadline - time.monotonic()) > 0:
+            if not selector.select(timeout=left):
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return None
+            seen += chunk
+            match = re.search(rb"^[A-Z]+ +\d+/\d+ checks.*$", seen, re.MULTILINE)
+            if match:
+                return match.group().decode()
+    return None
