@@ -259,9 +259,9 @@ def run_suite(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     # Each server target is started (or dialled) once before any check, so
     # that one that cannot answer costs one explanation, not one per check.
-    problem = preflight.check_targets(settings, docker=None)
-    if problem is not None:
-        print(problem, file=sys.stderr)
+    unanswered = preflight.check_targets(settings, docker=None)
+    if unanswered is not None:
+        print(unanswered, file=sys.stderr)
         return EXIT_USAGE
     args = [arg for option in SHARED for arg in option.passed_on(options)]
     args.append("--sockspec-preflight-done")

@@ -113,9 +113,9 @@ def pytest_configure(config: pytest.Config) -> None:
             pytest.exit(f"sockspec: {error}", returncode=2)
         state.docker, state.docker_reason = docker.environment, docker.reason
     if worker is None and settings.specs and not config.getoption("sockspec_preflight_done"):
-        problem = preflight.check_targets(settings, state.docker)
-        if problem is not None:
-            pytest.exit(problem, returncode=2)
+        unanswered = preflight.check_targets(settings, state.docker)
+        if unanswered is not None:
+            pytest.exit(unanswered, returncode=2)
 
 
 def _no_files_left_behind(config: pytest.Config, state: RunState) -> None:
@@ -345,7 +345,7 @@ def seed(request: pytest.FixtureRequest) -> int:
 
 
 TARGET_VIEWS = pytest.StashKey[list[Target]]()
-CLIENT_FEATURES = pytest.StashKey[list[str]]()
+CLIENT_FEATURES = pytest.StashKey[list[str]]()  # the features a client has a command for
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
 
 
@@ -452,7 +452,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not targets:
         return
     settings = _state(config).settings
-    facts = config.pluginmanager.get_plugin("sockspec-results").facts
+    collector: ResultCollector = config.pluginmanager.get_plugin("sockspec-results")
+    facts = collector.facts
     if config.getoption("tbstyle") == "no":  # sockspec run: pytest shows no failure, so the suite does
         terminalreporter.write(failures_text(targets, settings.strict))
     terminalreporter.write(

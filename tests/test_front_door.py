@@ -151,17 +151,31 @@ def test_a_never_ready_server_costs_the_readiness_timeout_once(tmp_path: Path) -
 # ---- clean interrupts --------------------------------------------------------------------------
 
 
+INTERRUPTS = [
+    pytest.param(entry, signum, workers, id=f"{entry}-{signum.name}-{'xdist' if workers else 'serial'}")
+    for entry, signum, workers in [
+        ("sockspec", signal.SIGINT, ()),
+        ("sockspec", signal.SIGTERM, ()),
+        ("sockspec", signal.SIGINT, ("-n", "2")),
+        ("sockspec", signal.SIGTERM, ("-n", "2")),
+        ("pytest", signal.SIGTERM, ()),
+        ("pytest", signal.SIGINT, ("-n", "2")),
+    ]
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["serial", "xdist"])
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(("entry", "signum", "workers"), INTERRUPTS)
 def test_an_interrupted_run_leaves_no_process_and_an_honest_report(
-    signum: int, workers: tuple[str, ...], tmp_path: Path
+    entry: str, signum: signal.Signals, workers: tuple[str, ...], tmp_path: Path
 ) -> None:
     marker = f"sockspec-test-{uuid.uuid4().hex}"
     report = tmp_path / "report.json"
-    command = [
-        SOCKSPEC, "run", "--cmd", reference_template("thread-per-connection"), "--json", str(report), *workers,
-    ]  # fmt: skip
+    target = ["--cmd", reference_template("thread-per-connection"), "--json", str(report), *workers]
+    if entry == "sockspec":
+        command = [SOCKSPEC, "run", *target]
+    else:  # the plugin under plain pytest
+        command = [sys.executable, "-m", "pytest", str(REPO / "suite" / "checks"), "-p", "no:cacheprovider", *target]
     run = subprocess.Popen(
         command,
         cwd=tmp_path,
@@ -180,7 +194,7 @@ def test_an_interrupted_run_leaves_no_process_and_an_honest_report(
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     text = output.decode(errors="replace")
-    assert run.returncode == 130, f"expected 130 after {signal.Signals(signum).name}, got {run.returncode}:\n{text}"
+    assert run.returncode == 130, f"expected 130 after {signum.name}, got {run.returncode}:\n{text}"
     _wait_for(lambda: not _servers_of(marker), 10, "every server the run started to be gone")
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
@@ -228,3 +242,48 @@ def test_a_run_leaves_only_the_reports_asked_for(tmp_path: Path) -> None:
     result, _ = sockspec("run", "--reference", "evented", "--only", "CH-STORE-2", "--json", str(report), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+
+
+def test_a_printed_rerun_line_reproduces_the_failure_from_another_directory(tmp_path: Path) -> None:
+    student = REPO / "tests" / "servers" / "no_pipelining_socketserver.py"
+    report = tmp_path / "report.json"
+    result, _ = sockspec(
+        "run", "--cmd", f"{PYTHON} {student} --port {{port}}", "--only", "CH-FRAME-17", "--json", str(report),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    [failing] = [r for r in json.loads(report.read_text())["targets"][0]["results"] if r["verdict"] == "FAIL"]
+    rerun = failing["checks"][0]["rerun"]
+    assert rerun.startswith("sockspec run ") and "--seed" in rerun, rerun
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    again, _ = sockspec(*shlex.split(rerun)[1:], "--json", str(elsewhere / "again.json"), cwd=elsewhere)
+    assert again.returncode == 1, again.stdout + again.stderr
+    verdicts = {
+        r["id"]: r["verdict"] for r in json.loads((elsewhere / "again.json").read_text())["targets"][0]["results"]
+    }
+    assert verdicts == {"CH-FRAME-17": "FAIL"}
+
+
+# ---- small commands ------------------------------------------------------------------------------
+
+
+def test_list_shows_the_requirements_a_pattern_selects(tmp_path: Path) -> None:
+    result, _ = sockspec("list", "ch-tls-*", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "CH-TLS-1" in result.stdout and "CH-FRAME-1 " not in result.stdout
+    assert "MUST" in result.stdout and "tls" in result.stdout
+
+
+def test_explain_prints_the_requirement_text_and_suggests_for_a_typo(tmp_path: Path) -> None:
+    result, _ = sockspec("explain", "ch-frame-17", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("CH-FRAME-17 (MUST) — Pipelined requests are all answered, in order")
+    assert "in the order the requests were sent" in result.stdout
+    typo, _ = sockspec("explain", "CH-FRAM-17", cwd=tmp_path)
+    assert typo.returncode == 2 and "did you mean CH-FRAME-17" in typo.stderr, typo.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    result, _ = sockspec("--version", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("sockspec "), result.stdout + result.stderr
