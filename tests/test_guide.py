@@ -85,7 +85,8 @@ def test_a_students_asyncio_server_reaches_core(tmp_path: Path) -> None:
 # ---- what the guide shows --------------------------------------------------------------------
 
 GUIDE_TEXT = GUIDE.read_text(encoding="utf-8")
-TEMPLATES = re.findall(r"--cmd '([^']*)'", GUIDE_TEXT)
+TEMPLATE = re.compile(r"--cmd '([^'\n]*)'")
+TEMPLATES = TEMPLATE.findall(GUIDE_TEXT)
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
 SHORT_OPTION = re.compile(r"(?<![\w-])-[a-zA-Z](?![\w-])")
 
@@ -116,7 +117,7 @@ def test_every_template_in_the_guide_uses_only_known_placeholders(template: str)
 
 def test_every_sockspec_option_in_the_guide_exists() -> None:
     server_flags = {flag for template in TEMPLATES for flag in LONG_OPTION.findall(template)}
-    outside_templates = re.sub(r"'[^']*'", "''", GUIDE_TEXT)  # a template's flags are the server's own
+    outside_templates = re.sub(TEMPLATE, "--cmd ''", GUIDE_TEXT)  # a template's flags are the server's own
     mentioned = set(LONG_OPTION.findall(outside_templates)) - server_flags
     # Short options: on sockspec command lines, and alone in a code span (`-v`).
     for line in outside_templates.splitlines():
