@@ -160,7 +160,10 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, frame: sys.exit(0))
     # create_server sets SO_REUSEADDR; a backlog of at least MAX_CONNECTIONS is CH-LIMIT-6.
-    listener = socket.create_server(("127.0.0.1", port), backlog=max(MAX_CONNECTIONS, 128))
+    try:
+        listener = socket.create_server(("127.0.0.1", port), backlog=max(MAX_CONNECTIONS, 128))
+    except OSError as error:  # the port is taken, say: one line on stderr, exit 1
+        sys.exit(f"server.py: cannot listen on port {port}: {error.strerror}")
     host, port = listener.getsockname()[:2]
     # stdout to a pipe is block-buffered: without flush the suite never sees READY.
     print(f"READY cloudhash/1 {host} {port}", flush=True)
