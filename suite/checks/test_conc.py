@@ -131,6 +131,7 @@ def test_no_more_than_the_declared_concurrency_runs_at_once(
 def test_pipelined_sleeps_run_one_after_the_other(target: Target) -> None:
     with target.connect() as c:
         start = time.monotonic()
+        # Sent together on purpose: the order of pipelined requests on one connection is what is judged.
         c.send(b"SLEEP 300\r\nSLEEP 300\r\nPING\r\n")
         c.expect_line(b"+OK\r\n", timeout=3, why="the first SLEEP")
         # The second SLEEP may start only once the first is answered: 600 ms in all.
@@ -152,12 +153,12 @@ def test_a_request_waits_for_the_sleep_before_it(target: Target) -> None:
         connect_served(target, "sleeping connection", judge=False) as a,
         connect_served(target, "reading connection", judge=False) as b,
     ):
-        a.send(b"SET " + key + b" 41\r\n")
-        a.expect_line(b"+OK\r\n")
+        a.ask(b"SET " + key + b" 41", b"+OK", why="the value the INCR will change")
         start = time.monotonic()
+        # Sent together on purpose: the INCR pipelined behind the SLEEP must wait for it.
         a.send(b"SLEEP %d\r\nINCR " % SLEEP_MS + key + b"\r\n")
         b.quiet_for(T / 2)  # the spec's 250 ms, on the wire
-        b.send(b"GET " + key + b"\r\n")
+        b.request(b"GET " + key)
         got = b.line("the reply to GET")
         answered = time.monotonic() - start
         # Only the INCR's effect, seen before the SLEEP could have ended, shows

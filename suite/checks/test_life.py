@@ -10,6 +10,11 @@ connection still in the listen backlog is never served.
 Timing references: a lower bound (the 4 s deadline, "not before") is measured
 from just before the signal is sent, an upper bound from just after, so that
 scheduling on a loaded machine can never fail a conforming server.
+
+Each request's reply is read before the next request is sent, so that a
+server which cannot pipeline fails CH-FRAME-17/18 and not these; CH-LIFE-7
+and CH-LIFE-8 pipeline behind a SLEEP because several requests received and
+unanswered at the signal are what they judge.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.targets.factory import TargetPool
 from suite.targets.process import Endpoint, ServerHandle, TargetNotReady
-from suite.wire import Wire
+from suite.wire import Ending, Wire, frame
 
 # ready-line = %s"READY" SP %s"cloudhash/1" SP host SP port [ SP %s"tls=" port ] LF
 READY_LINE = re.compile(rb"\AREADY cloudhash/1 ([^ \r\n]+) ([0-9]{1,5})(?: tls=([0-9]{1,5}))?\n\Z")
@@ -44,6 +49,7 @@ AT_ONCE = 0.5  # CH-LIFE-6
 AT_ONCE_MARGIN = 0.15  # scheduling on a loaded 2-core machine
 GRANULARITY = 0.02  # clock granularity allowed on lower bounds
 CLOSE_WITHIN = 1.5  # section 9: closed within 500 ms of the final message, with room for scheduling
+TLS_ALERT = 0x15  # a TLS alert record may precede the close of a handshake; any other byte would be a message
 
 
 def _process(t: Target) -> ServerHandle:
@@ -72,16 +78,12 @@ def _all_stdout(process: ServerHandle) -> bytes:
 
 
 def _ping(c: Probe) -> None:
-    c.send(b"PING\r\n")
-    c.expect_line(b"+PONG\r\n")
+    c.ask(b"PING", b"+PONG", why="the connection is served")
 
 
 def _framed_ping(c: Probe) -> None:
-    c.send(b"FRAMED\r\n")
-    c.expect_line(b"+OK\r\n", why="FRAMED switches to framed mode")
-    c.framed = True
-    c.send_frame(b"PING")
-    c.expect_frame(b"+PONG")
+    c.switch_to_framed()
+    _ping(c)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class Scenario:
     prepare: Callable[[Probe], None]
     judge: Callable[[Probe, float, float], None]
     needs: str | None = None  # a feature the scenario needs
+    tls_port: bool = False  # connect to the implicit-TLS port (in plaintext) instead of the plain port
 
 
 @dataclass
@@ -115,7 +118,7 @@ class Run:
     def _once(t: Target, scenarios: list[Scenario]) -> None:
         probes = []
         for scenario in scenarios:
-            probe = t.connect(scenario.what)
+            probe = t.connect_tls_port_plain(scenario.what) if scenario.tls_port else t.connect(scenario.what)
             scenario.prepare(probe)
             probes.append(probe)
         probes[0].quiet_for(SETTLE)  # let every request arrive before the signal
@@ -170,8 +173,8 @@ def test_the_ready_line_names_a_port_that_is_served_at_once(sockspec_pool: Targe
                 actual=line,
             ) from None
         with Probe(wire, label="right after READY", timeout=SERVED_WITHIN) as c:
-            c.send(b"PING\r\nINFO\r\n")
-            c.expect_line(b"+PONG\r\n", why="a request sent right after READY is served at once")
+            c.ask(b"PING", b"+PONG", why="a request sent right after READY is served at once")
+            c.request(b"INFO")
             info = c.expect_prefix(b"$", why="INFO")
         problems = []
         try:
@@ -226,13 +229,14 @@ def test_standard_output_carries_only_the_ready_line(fresh_target: FreshTarget) 
         process = _process(t)
         key = fresh_key()
         with t.connect("traffic") as c:
-            c.send(b"PING\r\nSET " + key + b" v\r\nGET " + key + b"\r\nINFO\r\nBOGUS\r\nSLEEP abc\r\n")
-            c.expect_lines([b"+PONG\r\n", b"+OK\r\n", b"$v\r\n"])
-            c.expect_prefix(b"$")
-            c.expect_error("UNKNOWN")
-            c.expect_error("SYNTAX")
-            c.send(b"QUIT\r\n")
-            c.expect_line(b"+BYE\r\n")
+            c.ask(b"PING", b"+PONG")
+            c.ask(b"SET " + key + b" v", b"+OK")
+            c.ask(b"GET " + key, b"$v")
+            c.request(b"INFO")
+            c.expect_prefix(b"$", why="INFO")
+            c.ask_error(b"BOGUS", "UNKNOWN")
+            c.ask_error(b"SLEEP abc", "SYNTAX")
+            c.ask(b"QUIT", b"+BYE")
         if t.declared.has("tls"):
             with t.connect_tls() as c:
                 _ping(c)
@@ -298,7 +302,15 @@ def _idle_line(c: Probe) -> None:
 
 
 def _sleep_500(c: Probe) -> None:
-    c.send(b"SLEEP 500\r\n")
+    c.request(b"SLEEP 500")
+
+
+def _starttls_then_nothing(c: Probe) -> None:
+    c.ask(b"STARTTLS", b"+OK", why="STARTTLS on the plain port")
+
+
+def _no_handshake(c: Probe) -> None:
+    """A connection to the implicit-TLS port that never starts its handshake."""
 
 
 def _shutdown_when_idle(c: Probe, before: float, after: float) -> None:
@@ -320,6 +332,26 @@ def _shutdown_after_reply(c: Probe, before: float, after: float) -> None:
     c.expect_end(timeout=CLOSE_WITHIN, why="exactly one SHUTDOWN, then the close of section 9")
 
 
+def _closed_without_a_message(c: Probe, before: float, after: float) -> None:
+    """A TLS handshake not completed at the signal cannot carry -ERR SHUTDOWN: only the close
+    (a TLS alert record may precede it), no later than the deadline."""
+    ending = c.wire.wait_for_end(after + GRACE + 0.5 - time.monotonic())
+    got = c.wire.pending()
+    if got and got[0] != TLS_ALERT:
+        raise c.violation(
+            "a connection whose TLS handshake had not completed got bytes that are not a TLS alert at the "
+            "shutdown; it cannot carry a message and must be closed without one",
+            expected="no bytes (or a TLS alert record), then the close",
+            actual=got,
+        )
+    if ending not in (Ending.FIN, Ending.RST):
+        raise c.violation(
+            "a connection whose TLS handshake had not completed was not closed by the deadline (4 s after the signal)",
+            expected="FIN or RST",
+            actual=ending.value,
+        )
+
+
 @requirement("CH-LIFE-5")
 def test_idle_connections_get_one_shutdown_then_fin(fresh_target: FreshTarget) -> None:
     Run(
@@ -327,6 +359,12 @@ def test_idle_connections_get_one_shutdown_then_fin(fresh_target: FreshTarget) -
             Scenario("idle in line mode", _idle_line, _shutdown_when_idle),
             Scenario("idle in framed mode", _framed_ping, _shutdown_when_idle, needs="framed"),
             Scenario("busy with SLEEP 500 at the signal", _sleep_500, _shutdown_after_reply),
+            Scenario(
+                "TLS port, handshake not begun", _no_handshake, _closed_without_a_message, needs="tls", tls_port=True
+            ),
+            Scenario(
+                "STARTTLS +OK, handshake not begun", _starttls_then_nothing, _closed_without_a_message, needs="starttls"
+            ),
         ]
     ).through_shutdown(fresh_target, "shuts the server down")
 
@@ -373,6 +411,7 @@ def test_idle_connections_get_their_shutdown_within_500_ms(fresh_target: FreshTa
 @requirement("CH-LIFE-7")
 def test_requests_received_before_the_signal_are_completed(fresh_target: FreshTarget) -> None:
     def prepare(c: Probe) -> None:
+        # Sent together on purpose: a request pipelined behind the SLEEP has been received before the signal too.
         c.send(b"SLEEP 1000\r\nECHO done\r\n")
 
     def judge(c: Probe, before: float, after: float) -> None:
@@ -390,15 +429,15 @@ def test_requests_received_before_the_signal_are_completed(fresh_target: FreshTa
 @requirement("CH-LIFE-8")
 def test_at_the_deadline_each_unanswered_request_gets_shutdown(fresh_target: FreshTarget) -> None:
     with fresh_target(why="shuts the server down") as t:
+        # Each connection sends its two requests together on purpose: one SHUTDOWN per unanswered
+        # request, in order, is what is judged.
         line = t.connect("line mode: SLEEP 10000 and PING")
         line.send(b"SLEEP 10000\r\nPING\r\n")
         probes = [line]
         if t.declared.has("framed") and t.declared.number("max_connections") >= 2:
             framed = t.connect("framed mode: SLEEP 10000 and PING")
-            framed.send(b"FRAMED\r\n")
-            framed.expect_line(b"+OK\r\n", why="FRAMED switches to framed mode")
-            framed.framed = True
-            framed.send(b"".join(len(p).to_bytes(4, "big") + p for p in (b"SLEEP 10000", b"PING")))
+            framed.switch_to_framed()
+            framed.send(frame(b"SLEEP 10000") + frame(b"PING"))
             probes.append(framed)
         line.quiet_for(SETTLE)
         before, after = _signal(t)
@@ -423,7 +462,7 @@ def test_the_server_exits_0_within_5_s_whatever_its_connections_do(fresh_target:
     # the others wait in its backlog, which the shutdown refuses.)
     with fresh_target(why="shuts the server down") as t:
         busy = t.connect("SLEEP 1000 in flight")
-        busy.send(b"SLEEP 1000\r\n")
+        busy.request(b"SLEEP 1000")
         if t.declared.number("max_connections") >= 4:
             _ping(t.connect("idle"))
             t.connect("half a request").send(b"PIN")

@@ -4,6 +4,9 @@
 Every check here fills the server's connection slots, so each runs on a
 fresh instance of its own: the count of open connections starts clean, and
 no other check meets a full server.
+
+Each connection has at most one request unanswered, so that a server which
+cannot pipeline fails CH-FRAME-17/18 and not these.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from suite.checks.connections import BUSY, BUSY_GRACE, SLEEP_MS, FreshTarget, op
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target
-from suite.wire import Ending
+from suite.wire import Ending, frame
 
 T = SLEEP_MS / 1000
 # The spec's "within 1 s" bounds are server-side; the client measures them on
@@ -37,17 +40,9 @@ def applies_when_overflow(target: Target, overflow: str) -> None:
         not_applicable(f"applies when overflow={overflow}; the target declares overflow={target.declared.overflow}")
 
 
-def request(probe: Probe, body: bytes) -> None:
-    """One request in the connection's current mode."""
-    if probe.framed:
-        probe.send_frame(body)
-    else:
-        probe.send(body + b"\r\n")
-
-
 def release(probe: Probe) -> None:
     """QUIT, and wait for the server's close, so its slot is free again."""
-    send_quietly(probe, b"QUIT\r\n" if not probe.framed else b"\x00\x00\x00\x04QUIT")
+    send_quietly(probe, frame(b"QUIT") if probe.framed else b"QUIT\r\n")
     probe.wire.wait_for_end(2.0)
     probe.close()
 
@@ -100,7 +95,7 @@ def expect_handshake_refused(target: Target, within: float, why: str) -> None:
 
 def ping_all(probes: list[Probe], why: str) -> None:
     for probe in probes:
-        request(probe, b"PING")
+        probe.request(b"PING")
     for probe in probes:
         probe.expect_reply(b"+PONG", why=why)
 
@@ -116,9 +111,7 @@ def test_over_the_limit_a_busy_server_answers_busy_and_closes(target: Target, fr
     with fresh_target(why="it fills every connection slot") as t:
         holders = open_served(t, t.declared.number("max_connections"))
         if t.declared.has("framed"):  # BUSY stays a line even then
-            holders[-1].send(b"FRAMED\r\n")
-            holders[-1].expect_line(b"+OK\r\n")
-            holders[-1].framed = True
+            holders[-1].switch_to_framed()
         # Several in a row: refusing one must not free a slot for the next.
         for attempt in range(OVER_LIMIT_ATTEMPTS):
             refused = t.connect(f"over-limit connection {attempt + 1}")
@@ -135,12 +128,10 @@ def test_refusals_do_not_disturb_the_connections_being_served(target: Target, fr
     with fresh_target(why="it fills every connection slot") as t:
         holders = open_served(t, t.declared.number("max_connections"), judge=False)
         if t.declared.has("framed"):
-            holders[0].send(b"FRAMED\r\n")
-            holders[0].expect_line(b"+OK\r\n")
-            holders[0].framed = True
+            holders[0].switch_to_framed()
         sleepers, idle = holders[: max(1, len(holders) // 2)], holders[max(1, len(holders) // 2) :]
         for probe in sleepers:
-            request(probe, b"SLEEP %d" % SLEEP_MS)
+            probe.request(b"SLEEP %d" % SLEEP_MS)
         # Refusals: one silent, one that keeps sending, one that half-closes.
         refused = [t.connect(f"over-limit connection {n + 1}") for n in range(3)]
         send_quietly(refused[1], b"PING\r\n" * 2000)
@@ -217,7 +208,7 @@ def test_queued_connections_are_all_served_in_order_of_arrival(target: Target, f
                 raise Unsupported(
                     f"queued connection {n + 1} could not connect ({error}); the listen backlog is judged by CH-LIMIT-6"
                 ) from None
-            probe.send(b"PING\r\n")
+            probe.request(b"PING")
             waiting.append(probe)
         answered: set[int] = set()
         for n in range(len(waiting)):
@@ -288,7 +279,7 @@ class WaitingTls:
         try:
             with self.target.connect_tls("further TLS connection", timeout=12.0) as probe:
                 self.handshake_done = time.monotonic()
-                probe.send(b"PING\r\n")
+                probe.request(b"PING")
                 self.reply = probe.wire.read_line(5.0)
                 release(probe)
         except BaseException as error:  # reported by the check
@@ -310,7 +301,7 @@ def tls_holder(t: Target) -> Iterator[Probe]:
                 f"a TLS connection within max_connections failed ({error}), so this check cannot run; "
                 "serving within the limit is judged by CH-CONC-1, CH-LIMIT-1 and CH-LIMIT-4"
             ) from None
-        probe.send(b"PING\r\n")
+        probe.request(b"PING")
         line = probe.wire.read_line(probe.timeout)
         if line != b"+PONG\r\n":
             raise Unsupported(
@@ -337,7 +328,7 @@ def test_plain_and_tls_connections_share_one_limit(target: Target, fresh_target:
                 ping_all([*plain, tls], why="the connections within the limit still work")
                 return
             further = t.connect("further plain connection")
-            further.send(b"PING\r\n")
+            further.request(b"PING")
             waiting_tls = WaitingTls(t)
             thread = waiting_tls.start()
             further.expect_silence(

@@ -11,6 +11,11 @@ conforming server fail: a lower bound ("not before idle_timeout_ms") is
 measured from a moment known to precede the server's timer start (just before
 the request that restarts it is sent, or before connect), and an upper bound
 from a moment known to follow it (when its reply arrived, or connect returned).
+
+Each request's reply is read before the next request is sent, so that a
+server which cannot pipeline fails CH-FRAME-17/18 and not these; only
+CH-TIMEOUT-6 pipelines, because its requirement is about a request waiting
+behind a SLEEP.
 """
 
 from __future__ import annotations
@@ -78,15 +83,9 @@ def _after_ping(t: Target, what: str, framed: bool = False) -> Waiter:
     """A connection that got one reply: its timer restarts at that reply."""
     probe = t.connect(what)
     if framed:
-        probe.send(b"FRAMED\r\n")
-        probe.expect_line(b"+OK\r\n", why="FRAMED switches to framed mode")
-        probe.framed = True
+        probe.switch_to_framed()
     before = time.monotonic()
-    if framed:
-        probe.send_frame(b"PING")
-    else:
-        probe.send(b"PING\r\n")
-    probe.expect_reply(b"+PONG")
+    probe.ask(b"PING", b"+PONG", why="the reply the idle timer restarts from")
     return Waiter(probe, what, "the reply", lower_ref=before, upper_ref=time.monotonic())
 
 
@@ -246,12 +245,10 @@ def test_a_reply_restarts_the_idle_timer(fresh_target: FreshTarget) -> None:
     with fresh_target(idle=IDLE_SECONDS, why="needs a short idle timeout") as t:
         idle = _idle_seconds(t)
         with t.connect() as c:
-            c.send(b"PING\r\n")
-            c.expect_line(b"+PONG\r\n")
+            c.ask(b"PING", b"+PONG", why="the first reply")
             silent_until(c, time.monotonic() + 0.6 * idle, why="60 % of the idle timeout")
             before = time.monotonic()
-            c.send(b"PING\r\n")
-            c.expect_line(b"+PONG\r\n", why="a request at 60 % of the idle timeout is answered")
+            c.ask(b"PING", b"+PONG", why="a request at 60 % of the idle timeout is answered")
             # The timer restarts at that reply, which the server sent after `before`.
             silent_until(
                 c,
@@ -335,6 +332,7 @@ def test_the_timer_is_paused_while_a_request_runs(fresh_target: FreshTarget) -> 
         sleep_ms = round(idle * 1250)  # clearly longer than the idle timeout
         with t.connect() as c:
             before = time.monotonic()
+            # Sent together on purpose: the requirement covers a request waiting behind the SLEEP.
             c.send(b"SLEEP %d\r\nPING\r\n" % sleep_ms)
             c.expect_line(
                 b"+OK\r\n", timeout=sleep_ms / 1000 + 3, why=f"a SLEEP {sleep_ms} longer than the idle timeout"
@@ -386,8 +384,7 @@ def test_an_unfinished_starttls_handshake_is_closed_by_the_timer(fresh_target: F
         idle = _idle_seconds(t)
         probe = t.connect("STARTTLS, then no handshake")
         before = time.monotonic()
-        probe.send(b"STARTTLS\r\n")
-        probe.expect_line(b"+OK\r\n", why="STARTTLS on the plain port")
+        probe.ask(b"STARTTLS", b"+OK", why="STARTTLS on the plain port")
         waiter = Waiter(probe, "STARTTLS, then no handshake", "the +OK", lower_ref=before, upper_ref=time.monotonic())
         _await_first_bytes([waiter], waiter.upper_ref + idle + WINDOW + 0.1)
         _closed_without_message(waiter, idle)
@@ -409,8 +406,7 @@ def test_an_idle_timeout_of_0_disables_the_timer(fresh_target: FreshTarget) -> N
         probes = [t.connect("a connection that never sends anything")]
         if _side_by_side(t, 2):
             after_reply = t.connect("a connection idle after one reply")
-            after_reply.send(b"PING\r\n")
-            after_reply.expect_line(b"+PONG\r\n")
+            after_reply.ask(b"PING", b"+PONG", why="the reply before the idle wait")
             probes.append(after_reply)
         silent_until(
             probes,
@@ -418,5 +414,4 @@ def test_an_idle_timeout_of_0_disables_the_timer(fresh_target: FreshTarget) -> N
             why="with the timer disabled, an idle connection gets no TIMEOUT",
         )
         for probe in probes:
-            probe.send(b"PING\r\n")
-            probe.expect_line(b"+PONG\r\n", why=f"still open after {DISABLED_WATCH:g} s idle")
+            probe.ask(b"PING", b"+PONG", why=f"still open after {DISABLED_WATCH:g} s idle")

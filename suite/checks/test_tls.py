@@ -1,4 +1,8 @@
-"""CH-TLS: implicit TLS and STARTTLS (PROTOCOL.md section 15)."""
+"""CH-TLS: implicit TLS and STARTTLS (PROTOCOL.md section 15).
+
+Each request's reply is read before the next request is sent, except where
+the bytes sent together are what is judged (CH-TLS-5), so that a server
+which cannot pipeline fails CH-FRAME-17/18 and not these."""
 
 from __future__ import annotations
 
@@ -35,13 +39,10 @@ def test_tls_1_2_and_1_3_handshakes_are_accepted_and_speak_the_protocol(target: 
                 actual=str(error),
             ) from None
         with c:
-            c.send(b"PING\r\n")
-            c.expect_line(b"+PONG\r\n", why=f"line mode inside {version.name}")
+            c.ask(b"PING", b"+PONG", why=f"line mode inside {version.name}")
             if target.declared.has("framed"):
-                c.send(b"FRAMED\r\n")
-                c.expect_line(b"+OK\r\n", why="FRAMED works inside TLS")
-                c.send_frame(b"ECHO in\r\nside")
-                c.expect_frame(b"$in\r\nside")
+                c.switch_to_framed()
+                c.ask(b"ECHO in\r\nside", b"$in\r\nside", why="framed mode inside TLS")
 
 
 @requirement("CH-TLS-2")
@@ -63,8 +64,7 @@ def test_tls_1_0_and_1_1_handshakes_are_refused(target: Target) -> None:
                 actual=f"negotiated {c.wire.sock.version()}",  # type: ignore[attr-defined]
             )
     with target.connect_tls("after the refusals") as c:
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n", why="the server keeps serving TLS clients")
+        c.ask(b"PING", b"+PONG", why="the server keeps serving TLS clients")
 
 
 @requirement("CH-TLS-3")
@@ -82,21 +82,18 @@ def test_plaintext_on_the_tls_port_is_never_answered_and_harms_nothing(target: T
                     actual=received or c.wire.ending.value,
                 )
     with target.connect("plain port afterwards") as plain:
-        plain.send(b"PING\r\n")
-        plain.expect_line(b"+PONG\r\n", why="the plain port still serves")
+        plain.ask(b"PING", b"+PONG", why="the plain port still serves")
     with target.connect_tls("TLS port afterwards") as tls:
-        tls.send(b"PING\r\n")
-        tls.expect_line(b"+PONG\r\n", why="the TLS port still serves")
+        tls.ask(b"PING", b"+PONG", why="the TLS port still serves")
 
 
 @requirement("CH-TLS-4")
 def test_starttls_answers_ok_then_upgrades_to_line_mode_inside_tls(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"PING\r\nSTARTTLS\r\n")
-        c.expect_lines([b"+PONG\r\n", b"+OK\r\n"])
+        c.ask(b"PING", b"+PONG", why="a request before STARTTLS")
+        c.ask(b"STARTTLS", b"+OK", why="STARTTLS in plaintext line mode")
         _upgrade(c, target)
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n", why="line mode inside TLS after STARTTLS")
+        c.ask(b"PING", b"+PONG", why="line mode inside TLS after STARTTLS")
         version = c.wire.sock.version()  # type: ignore[attr-defined]
         if version not in ("TLSv1.2", "TLSv1.3"):
             raise c.violation("STARTTLS negotiated an old TLS version", expected="TLSv1.2 or later", actual=version)
@@ -106,6 +103,7 @@ def test_starttls_answers_ok_then_upgrades_to_line_mode_inside_tls(target: Targe
 def test_bytes_sent_with_starttls_are_discarded(target: Target) -> None:
     injected = fresh_key("injected")
     with target.connect() as c:
+        # Sent together on purpose: the plaintext that arrives with STARTTLS is what is judged.
         c.send(b"STARTTLS\r\nSET " + injected + b" 1\r\nPING\r\n")
         c.expect_line(b"+OK\r\n")
         pending = c.wire.pending()
@@ -114,36 +112,28 @@ def test_bytes_sent_with_starttls_are_discarded(target: Target) -> None:
                 "the server answered plaintext that followed STARTTLS", expected="nothing after +OK", actual=pending
             )
         _upgrade(c, target)
-        c.send(b"GET " + injected + b"\r\n")
-        c.expect_line(b"_\r\n", why="the SET sent in plaintext with STARTTLS must never run (CVE-2011-0411)")
+        c.ask(b"GET " + injected, b"_", why="the SET sent in plaintext with STARTTLS must never run (CVE-2011-0411)")
 
 
 @requirement("CH-TLS-6")
 def test_starttls_inside_tls_gets_state(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"STARTTLS\r\n")
-        c.expect_line(b"+OK\r\n")
+        c.ask(b"STARTTLS", b"+OK", why="STARTTLS in plaintext line mode")
         _upgrade(c, target)
-        c.send(b"STARTTLS\r\nPING\r\n")
-        c.expect_error("STATE", why="STARTTLS after STARTTLS")
-        c.expect_line(b"+PONG\r\n", why="the connection stays usable inside TLS")
+        c.ask_error(b"STARTTLS", "STATE", why="STARTTLS after STARTTLS")
+        c.ask(b"PING", b"+PONG", why="the connection stays usable inside TLS")
     if target.declared.has("tls"):
         with target.connect_tls() as t:
-            t.send(b"STARTTLS\r\nPING\r\n")
-            t.expect_error("STATE", why="STARTTLS on the implicit-TLS port")
-            t.expect_line(b"+PONG\r\n")
+            t.ask_error(b"STARTTLS", "STATE", why="STARTTLS on the implicit-TLS port")
+            t.ask(b"PING", b"+PONG", why="the connection stays usable after the STATE")
 
 
 @requirement("CH-TLS-7")
 def test_starttls_in_framed_mode_gets_state_and_stays_framed(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"FRAMED\r\n")
-        c.expect_line(b"+OK\r\n")
-        c.framed = True
-        c.send_frame(b"STARTTLS")
-        c.expect_error("STATE", why="STARTTLS in framed mode")
-        c.send_frame(b"PING")
-        c.expect_frame(b"+PONG", why="still framed, still plaintext")
+        c.switch_to_framed()
+        c.ask_error(b"STARTTLS", "STATE", why="STARTTLS in framed mode")
+        c.ask(b"PING", b"+PONG", why="still framed, still plaintext")
 
 
 @requirement("CH-TLS-8")
@@ -151,9 +141,8 @@ def test_starttls_without_a_certificate_gets_state(target: Target) -> None:
     if target.declared.has("starttls"):
         not_applicable("the target declares starttls (a certificate is configured)")
     with target.connect() as c:
-        c.send(b"STARTTLS\r\nPING\r\n")
-        c.expect_error("STATE", why="STARTTLS with no certificate configured")
-        c.expect_line(b"+PONG\r\n", why="the connection stays in plaintext line mode")
+        c.ask_error(b"STARTTLS", "STATE", why="STARTTLS with no certificate configured")
+        c.ask(b"PING", b"+PONG", why="the connection stays in plaintext line mode")
 
 
 def _upgrade(c: Probe, target: Target) -> None:

@@ -6,6 +6,12 @@ has read past the first mark can push the first into the normal stream. So a
 check sends its next urgent byte only after a reply proves the server has read
 past the previous one, and pauses ~20 ms around each urgent byte so that the
 bytes before, the urgent byte and the bytes after leave as separate segments.
+
+Each request's reply is read before the next request is sent, so that a
+server which cannot pipeline fails CH-FRAME-17/18 and not these; the bytes
+of one request are still split around the urgent byte (that is the point),
+and CH-URGENT-4 pipelines behind the SLEEP because its requirement is about
+requests pipelined behind an aborted SLEEP.
 """
 
 from __future__ import annotations
@@ -32,15 +38,16 @@ def _send_around_urgent(c: Probe, before: bytes, after: bytes) -> None:
     c.send(after)
 
 
-def _to_framed(c: Probe) -> None:
-    c.send(b"FRAMED\r\n")
-    c.expect_line(b"+OK\r\n", why="FRAMED switches to framed mode")
-    c.framed = True
+def _urgent_between_requests(c: Probe) -> None:
+    """The urgent byte alone, after the last reply and before the next request."""
+    c.quiet_for(GAP)
+    c.send_urgent(URGENT)
+    c.quiet_for(GAP)
 
 
-def _abort_latency(c: Probe, request: bytes) -> float:
-    """Send a long SLEEP, then the urgent byte; the seconds until -ERR ABORTED."""
-    c.send(request)
+def _abort_latency(c: Probe) -> float:
+    """Send a SLEEP 5000 in the connection's mode, then the urgent byte; the seconds until -ERR ABORTED."""
+    c.request(b"SLEEP 5000")
     silent_until(c, time.monotonic() + SETTLE, why="the SLEEP 5000 is running")
     sent = time.monotonic()
     c.send_urgent(URGENT)
@@ -67,23 +74,20 @@ def test_the_urgent_byte_never_becomes_request_data(target: Target) -> None:
         _send_around_urgent(c, b"EC", b"HO hi\r\n")
         c.expect_line(b"$hi\r\n", why='"EC", urgent X, "HO hi": the urgent byte is not part of the request')
         _send_around_urgent(c, b"SET " + key + b" a", b"b\r\n")
-        c.send(b"GET " + key + b"\r\n")
         c.expect_line(b"+OK\r\n", why="SET with an urgent byte inside its value")
-        c.expect_line(b"$ab\r\n", why="the urgent byte is not part of the stored value")
+        c.ask(b"GET " + key, b"$ab", why="the urgent byte is not part of the stored value")
     if target.declared.has("framed"):
         framed_key = fresh_key()
         with target.connect("framed mode") as c:
-            _to_framed(c)
+            c.switch_to_framed()
             _send_around_urgent(c, frame(b"ECHO hi")[:6], b"HO hi")
             c.expect_frame(b"$hi", why="the urgent byte inside a frame is not part of it")
             _send_around_urgent(c, frame(b"SET " + framed_key + b" ab")[:-1], b"b")
             c.expect_frame(b"+OK", why="SET with an urgent byte inside its value")
-            c.send_frame(b"GET " + framed_key)
-            c.expect_frame(b"$ab", why="the urgent byte is not part of the stored value")
+            c.ask(b"GET " + framed_key, b"$ab", why="the urgent byte is not part of the stored value")
     if target.declared.has("tls"):
         with target.connect_tls("implicit TLS") as c:
-            c.send(b"PING\r\n")
-            c.expect_line(b"+PONG\r\n", why="a round trip first, so that session tickets are out of the way")
+            c.ask(b"PING", b"+PONG", why="a round trip first, so that session tickets are out of the way")
             _send_around_urgent(c, b"EC", b"HO hi\r\n")
             c.expect_line(b"$hi\r\n", why="on a TLS connection the urgent byte is not part of the request either")
 
@@ -94,52 +98,54 @@ def test_the_bytes_around_an_urgent_byte_stay_intact(target: Target) -> None:
     # carrying it is accepted here, since the normal bytes around it are what is judged.
     inline = False
     with target.connect("line mode") as c:
-        # (before the urgent byte, after it, the replies, the replies if the byte went inline)
+        # (before the urgent byte, after it, the reply, the reply if the byte went inline);
+        # a PING before and after each shows the requests around it are answered normally.
         cases = [
-            (b"PING\r\nECHO ab", b"cd\r\nPING\r\n", [b"+PONG\r\n", b"$abcd\r\n", b"+PONG\r\n"], b"$abXcd\r\n"),
-            (b"ECHO ", b"x y\r\nPING\r\n", [b"$x y\r\n", b"+PONG\r\n"], b"$Xx y\r\n"),
-            (b"ECHO z", b"\r\nPING\r\n", [b"$z\r\n", b"+PONG\r\n"], b"$zX\r\n"),
+            (b"ECHO ab", b"cd\r\n", b"$abcd\r\n", b"$abXcd\r\n"),
+            (b"ECHO ", b"x y\r\n", b"$x y\r\n", b"$Xx y\r\n"),
+            (b"ECHO z", b"\r\n", b"$z\r\n", b"$zX\r\n"),
         ]
-        for before, after, replies, with_urgent in cases:
+        for before, after, want, with_urgent in cases:
+            c.ask(b"PING", b"+PONG", why="the request before an urgent byte")
             _send_around_urgent(c, before, after)
-            for index, want in enumerate(replies):
-                got = c.line(f"reply {index + 1} of {len(replies)}")
-                if got == with_urgent:
-                    inline = True
-                elif got != want:
-                    raise c.violation(
-                        "the requests around an urgent byte were not answered as sent without it "
-                        f"(reply {index + 1} of {len(replies)})",
-                        expected=want,
-                        actual=got,
-                    )
+            got = c.line(f"the reply to {before + b'<urgent>' + after!r}")
+            if got == with_urgent:
+                inline = True
+            elif got != want:
+                raise c.violation(
+                    "a request with an urgent byte inside was not answered as sent without it",
+                    expected=want,
+                    actual=got,
+                )
+            c.ask(b"PING", b"+PONG", why="the request after an urgent byte")
     if target.declared.has("framed") and not inline:
         with target.connect("framed mode") as c:
-            _to_framed(c)
+            c.switch_to_framed()
             # Urgent byte inside a frame header, then inside a payload, then between frames.
-            _send_around_urgent(c, b"\x00\x00", b"\x00\x07ECHO hi" + frame(b"PING"))
+            _send_around_urgent(c, b"\x00\x00", b"\x00\x07ECHO hi")
             c.expect_frame(b"$hi", why="an urgent byte inside the frame header")
-            c.expect_frame(b"+PONG", why="the frame after it")
+            c.ask(b"PING", b"+PONG", why="the frame after it")
             _send_around_urgent(c, frame(b"ECHO a\r\nb")[:8], frame(b"ECHO a\r\nb")[8:])
             c.expect_frame(b"$a\r\nb", why="an urgent byte inside the payload")
-            _send_around_urgent(c, frame(b"PING"), frame(b"ECHO c"))
-            c.expect_frame(b"+PONG", why="the frame before an urgent byte between frames")
-            c.expect_frame(b"$c", why="the frame after it")
+            c.ask(b"PING", b"+PONG", why="the frame before an urgent byte between frames")
+            _urgent_between_requests(c)
+            c.ask(b"ECHO c", b"$c", why="the frame after it")
 
 
 @requirement("CH-URGENT-3")
 def test_an_urgent_byte_aborts_a_sleep_within_200_ms(target: Target, measure: Measure) -> None:
     with target.connect("line mode") as c:
-        _judge_latency(c, _abort_latency(c, b"SLEEP 5000\r\n"), measure, "line mode")
+        _judge_latency(c, _abort_latency(c), measure, "line mode")
     if target.declared.has("framed"):
         with target.connect("framed mode") as c:
-            _to_framed(c)
-            _judge_latency(c, _abort_latency(c, frame(b"SLEEP 5000")), measure, "framed mode, a frame")
+            c.switch_to_framed()
+            _judge_latency(c, _abort_latency(c), measure, "framed mode, a frame")
 
 
 @requirement("CH-URGENT-4")
 def test_after_an_abort_the_connection_works_normally(target: Target) -> None:
     with target.connect() as c:
+        # Sent together on purpose: the requirement is about requests pipelined behind the aborted SLEEP.
         c.send(b"SLEEP 5000\r\nPING\r\nSLEEP 300\r\n")
         silent_until(c, time.monotonic() + SETTLE, why="the SLEEP 5000 is running")
         urgent_sent = time.monotonic()
@@ -160,23 +166,20 @@ def test_after_an_abort_the_connection_works_normally(target: Target) -> None:
         c.send(b"SLEEP 300\r\n")
         silent_until(c, sent + 0.29, why="a later SLEEP 300 runs to completion")
         c.expect_line(b"+OK\r\n", timeout=2, why="a later SLEEP 300 completes")
-        c.send(b"ECHO still here\r\n")
-        c.expect_line(b"$still here\r\n")
+        c.ask(b"ECHO still here", b"$still here", why="a later request")
 
 
 @requirement("CH-URGENT-5")
 def test_an_urgent_byte_with_no_sleep_running_is_ignored(target: Target) -> None:
     with target.connect() as c:
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n")
+        c.ask(b"PING", b"+PONG", why="a round trip before the urgent byte")
         c.send_urgent(URGENT)
         silent_until(c, time.monotonic() + 0.2, why="an urgent byte with no SLEEP running gets no reply and no close")
         sent = time.monotonic()
         c.send(b"SLEEP 300\r\n")
         silent_until(c, sent + 0.29, why="the earlier urgent byte must not abort a later SLEEP")
         c.expect_line(b"+OK\r\n", timeout=2, why="the later SLEEP completes (not ABORTED)")
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n")
+        c.ask(b"PING", b"+PONG", why="the connection stays usable")
 
 
 @requirement("CH-URGENT-6")
@@ -184,8 +187,6 @@ def test_an_urgent_byte_aborts_a_sleep_on_the_tls_port(target: Target, measure: 
     with target.connect_tls() as c:
         # A round trip first: TLS 1.3 session tickets arriving after the handshake carry no
         # application data, but would look like an early reply to the silence below.
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n")
-        _judge_latency(c, _abort_latency(c, b"SLEEP 5000\r\n"), measure, "implicit TLS")
-        c.send(b"PING\r\n")
-        c.expect_line(b"+PONG\r\n", why="the TLS connection stays usable")
+        c.ask(b"PING", b"+PONG", why="a round trip before the SLEEP")
+        _judge_latency(c, _abort_latency(c), measure, "implicit TLS")
+        c.ask(b"PING", b"+PONG", why="the TLS connection stays usable")
