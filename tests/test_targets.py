@@ -185,3 +185,18 @@ def test_preflight_of_a_working_target_says_what_it_announced(pool: TargetPool) 
     summary = result.summary()
     assert summary.startswith(f"answers at 127.0.0.1:{result.endpoint.port}, no TLS port announced; INFO: ")
     assert "max_connections=16" in summary
+
+
+def test_a_server_that_dies_before_ready_is_described_with_its_status_stdout_and_stderr() -> None:
+    program = (
+        "import sys; print('starting up'); sys.stderr.write('Traceback ...\\nValueError: no config\\n'); sys.exit(3)"
+    )
+    argv = [sys.executable, "-c", program]
+    with ServerProcess(argv) as server, pytest.raises(TargetNotReady) as raised:
+        server.start(timeout=READY_TIMEOUT)
+    text = str(raised.value)
+    first, *rest = text.splitlines()
+    assert first.startswith(f"the target `{shlex.join(argv)}` exited with status 3 ")
+    assert "before it printed READY" in first
+    assert "its standard output instead was 12 bytes: 'starting up\\n'" in first
+    assert rest == ["Its standard error ended with:", "  | Traceback ...", "  | ValueError: no config"]

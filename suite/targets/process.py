@@ -254,25 +254,30 @@ class ServerProcess:
         """Read stdout and stderr until both end (or a while after kill), noting the exit."""
         assert self.process is not None and self.process.stdout and self.process.stderr
         streams = {self.process.stdout.fileno(): "stdout", self.process.stderr.fileno(): "stderr"}
+        # poll, not select: a check may hold a thousand sockets, and select cannot watch fds above 1023.
+        poller = select.poll()
+        for fd in streams:
+            poller.register(fd, select.POLLIN)
         pidfd: int | None = None
         with contextlib.suppress(OSError):
             pidfd = os.pidfd_open(self.process.pid)
+            poller.register(pidfd, select.POLLIN)
         try:
             while streams:
                 stop_at = self._stop_draining_at
                 if stop_at is not None and time.monotonic() >= stop_at:
                     break
-                watched = [*streams, *([pidfd] if pidfd is not None else [])]
-                readable, _, _ = select.select(watched, [], [], 0.05)
-                for fd in readable:
+                for fd, _ in poller.poll(50):
                     if fd == pidfd:
                         self._exited_at = time.monotonic()
+                        poller.unregister(pidfd)
                         os.close(pidfd)
                         pidfd = None
                         continue
                     chunk = os.read(fd, 65536)
                     self._take(streams[fd], chunk)
                     if not chunk:
+                        poller.unregister(fd)
                         del streams[fd]
         finally:
             if pidfd is not None:
@@ -417,9 +422,11 @@ def _signal_name(number: int) -> str:
 
 
 def stderr_paragraph(lines: list[str]) -> str:
+    """The target's last stderr lines, on lines of their own (the first line of a
+    report stays one sentence, fit for a summary)."""
     if not lines:
-        return " It wrote nothing on standard error."
-    return " Its standard error ended with:\n" + "\n".join(f"  | {line}" for line in lines)
+        return "\nIt wrote nothing on standard error."
+    return "\nIts standard error ended with:\n" + "\n".join(f"  | {line}" for line in lines)
 
 
 def _accepts(host: str, port: int) -> bool:

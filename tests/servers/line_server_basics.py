@@ -33,6 +33,12 @@ def listen(port: int, info_reply: bytes = INFO) -> socketserver.ThreadingTCPServ
 
     class Connection(socketserver.StreamRequestHandler):
         def handle(self) -> None:
+            try:
+                self.serve_lines()
+            except ConnectionError:  # the client reset the connection: nothing left to answer
+                pass
+
+        def serve_lines(self) -> None:
             while line := self.rfile.readline(8194):
                 command = line.rstrip(b"\r\n")
                 if command == b"PING":
