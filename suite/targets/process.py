@@ -205,8 +205,8 @@ class ServerProcess:
         deadline = time.monotonic() + timeout
         port_seen_at: float | None = None
         while True:
-            with self._news:
-                self._news.wait_for(lambda: self._scanner.ready is not None or self._stdout_ended, 0.05)
+            with self._news:  # woken by READY or by the exit; else a look at the port every 50 ms
+                self._news.wait_for(lambda: self._scanner.ready is not None or self._exited_at is not None, 0.05)
                 ready = self._scanner.ready
             if ready is not None:
                 return self._announced(ready)
@@ -269,7 +269,9 @@ class ServerProcess:
                     break
                 for fd, _ in poller.poll(50):
                     if fd == pidfd:
-                        self._exited_at = time.monotonic()
+                        with self._news:
+                            self._exited_at = time.monotonic()
+                            self._news.notify_all()
                         poller.unregister(pidfd)
                         os.close(pidfd)
                         pidfd = None
