@@ -37,9 +37,9 @@ INTEGER = re.compile(rb"-?[0-9]+")
 NO_ARGUMENTS = (b"PING", b"INFO", b"FRAMED", b"STARTTLS", b"QUIT")
 ONE_ARGUMENT = (b"GET", b"DEL", b"INCR", b"SLEEP")
 
-# What the reader puts in a connection's queue besides request payloads.
-TOOLONG = object()  # an oversized line or frame: the last item, answered by a final message
-FRAMED_SWITCH = b"FRAMED"  # the payload that switches the parser to frames
+FRAMED_SWITCH = b"FRAMED"  # in line mode, this payload (any case) switches both directions to frames
+# What the reader queues after the last request it could read when a line or frame is too long.
+TOOLONG = object()
 
 
 class Request:
