@@ -9,6 +9,7 @@ unanswered INFO reported as itself.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -63,7 +64,7 @@ def group_members(pgid: int) -> list[int]:
     found = []
     for process in psutil.process_iter(["pid", "status"]):
         try:
-            if process.info["status"] != psutil.STATUS_ZOMBIE and psutil.os.getpgid(process.pid) == pgid:
+            if process.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(process.pid) == pgid:
                 found.append(process.pid)
         except (ProcessLookupError, psutil.Error):
             continue
@@ -125,8 +126,11 @@ def test_a_crash_is_reported_with_its_status_and_its_stderr_as_text() -> None:
 
 
 def test_a_kill_by_the_suite_is_no_death_of_the_target_and_leaves_no_process() -> None:
-    server = ServerProcess([sys.executable, str(SERVERS / "no_info.py"), "--port", "0"])
+    # Through a shell that leaves a helper behind, as a student's start script might.
+    script = f"sleep 300 & exec {shlex.quote(sys.executable)} {shlex.quote(str(SERVERS / 'no_info.py'))} --port 0"
+    server = ServerProcess(script)
     server.start(timeout=READY_TIMEOUT)
+    assert len(group_members(server.pid)) == 2, "the server and the shell's sleep"
     server.kill()
     assert server.exit_report() is None
     assert group_members(server.pid) == []

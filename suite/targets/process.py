@@ -406,12 +406,21 @@ class ServerProcess:
         self.kill()
 
 
+STATUS_MEANINGS = {
+    2: "usually a command-line error: does the server accept every flag in the command?",
+    126: "the shell found the command but could not execute it",
+    127: "the shell did not find the command",
+}
+
+
 def describe_status(status: int) -> str:
-    """'exited with status 3', 'was killed by signal 11 (SIGSEGV)', including a shell's 128+N."""
+    """'exited with status 3', 'was killed by signal 11 (SIGSEGV)', with what a status usually means."""
     if status < 0:
         return f"was killed by signal {-status} ({_signal_name(-status)})"
     text = f"exited with status {status}"
-    if 128 < status < 128 + 65 and _signal_name(status - 128) != "unknown signal":
+    if status in STATUS_MEANINGS:
+        text += f" ({STATUS_MEANINGS[status]})"
+    elif 128 < status < 128 + 65 and _signal_name(status - 128) != "unknown signal":
         text += f" (128 + {status - 128}, the code a shell or container gives for signal {_signal_name(status - 128)})"
     return text
 
