@@ -55,6 +55,8 @@ class ContainerProcess:
         self._stdout_seen = 0
         self._out = CappedOutput()  # stdout: its first and last 64 KiB
         self._killed_by_suite = False
+        self._signals_sent: list[int] = []
+        self._last_words: tuple[dict[str, Any], bytes] | None = None  # state and stderr, kept at removal
         self._lock = threading.Lock()
         self._line_or_end = threading.Event()
 
@@ -114,6 +116,7 @@ class ContainerProcess:
 
     def send_signal(self, signum: int) -> None:
         """To the server, PID 1 of the container."""
+        self._signals_sent.append(int(signum))
         with contextlib.suppress(Exception):
             self.container.kill(signal=int(signum))
 
@@ -131,7 +134,11 @@ class ContainerProcess:
 
     def kill(self) -> None:
         if self.container is not None:
-            self._killed_by_suite = self._killed_by_suite or self._state().get("Running", False)
+            state = self._state()
+            self._killed_by_suite = self._killed_by_suite or bool(state.get("Running", False))
+            if state and not self._killed_by_suite and self._last_words is None:
+                # It ended on its own: keep how, since removing the container forgets it.
+                self._last_words = (state, self.stderr_tail(8000))
             with contextlib.suppress(Exception):
                 self.container.remove(force=True)
 
@@ -152,16 +159,19 @@ class ContainerProcess:
         when the suite ended it (the removal at the end of a check)."""
         if self.container is None or self._killed_by_suite:
             return None
-        state = self._state()
+        state, stderr = self._last_words or (self._state(), b"")
         if not state or state.get("Running") or state.get("Status") == "created":
             return None
+        stderr = stderr or self.stderr_tail(8000)
         text = f"the server {describe_status(int(state.get('ExitCode', -1)))}"
         lasted = _seconds_between(state.get("StartedAt", ""), state.get("FinishedAt", ""))
         if lasted is not None:
             text += f" {lasted:.1f} s after it started"
+        if self._signals_sent:
+            text += f", after the suite sent it {signal.Signals(self._signals_sent[-1]).name}"
         if state.get("OOMKilled"):
             text += " (the kernel killed it for want of memory)"
-        return text + "." + stderr_paragraph(last_lines(self.stderr_tail(8000)))
+        return text + "." + stderr_paragraph(last_lines(stderr))
 
     def _not_ready(self, what: str) -> str:
         state = self._state()
