@@ -20,10 +20,14 @@ import psutil
 import pytest
 
 from suite.certs import CertificateFiles, make_certificates
+from suite.docker import engine as docker_engine
+from suite.docker import images
 from suite.probe import HarnessError, Unsupported
+from suite.targets.container import ContainerProcess
 from suite.targets.factory import TargetDidNotStart, TargetPool, TargetSpec
 from suite.targets.process import READY_SHAPE, Endpoint, ServerProcess, TargetNotReady, free_port
 from suite.wire import Wire
+from tests.docker_support import docker_or_skip
 
 SERVERS = Path(__file__).parent / "servers"
 READY_TIMEOUT = 15.0  # the suite's default readiness timeout
@@ -204,3 +208,36 @@ def test_a_server_that_dies_before_ready_is_described_with_its_status_stdout_and
     assert "before it printed READY" in first
     assert "its standard output instead was 12 bytes: 'starting up\\n'" in first
     assert rest == ["Its standard error ended with:", "  | Traceback ...", "  | ValueError: no config"]
+
+
+@pytest.fixture(scope="module")
+def server_image() -> tuple[object, str]:
+    engine = docker_or_skip()
+    return engine, images.build_server_image(engine, images.load_bases()["bookworm"], log=lambda line: None)
+
+
+def test_a_container_that_exits_before_ready_is_described_with_its_status_and_stderr(
+    server_image: tuple[object, str],
+) -> None:
+    engine, image = server_image
+    labels = docker_engine.labels(docker_engine.new_run_id())
+    container = ContainerProcess(engine, image, ["no-such-architecture"], network="bridge", labels=labels)
+    with container, pytest.raises(TargetNotReady) as raised:
+        container.start(timeout=READY_TIMEOUT)
+    first, *rest = str(raised.value).splitlines()
+    assert "running `no-such-architecture` ended before it printed READY; it exited with status 2" in first
+    assert rest[0] == "Its standard error ended with:"
+    assert "invalid choice: 'no-such-architecture'" in rest[-1]
+
+
+def test_a_container_that_ended_is_described_after_its_removal(server_image: tuple[object, str]) -> None:
+    engine, image = server_image
+    labels = docker_engine.labels(docker_engine.new_run_id())
+    argv = ["evented", "--host", "0.0.0.0", "--port", "4481"]
+    with ContainerProcess(engine, image, argv, network="bridge", labels=labels) as container:
+        container.start(timeout=READY_TIMEOUT)
+        assert container.exit_report() is None, "no report while the server runs"
+        assert container.terminate(CRASH_WITHIN) == 0
+    report = container.exit_report()  # removed by now
+    assert report is not None and report.startswith("the server exited with status 0 ")
+    assert "after the suite sent it SIGTERM" in report
