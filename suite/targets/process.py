@@ -384,8 +384,7 @@ class ServerProcess:
         with self._lock:
             printed, total = self._scanner.unfinished(), self._scanner.printed()
         if printed:
-            shown = escape(printed, 300)
-            stdout = f"; its standard output instead was {total} bytes: '{shown}'"
+            stdout = f"; its standard output instead was {total} bytes: {_beginning_and_end(printed)}"
         else:
             stdout = "; it printed nothing on standard output"
         return (
@@ -438,6 +437,13 @@ def stderr_paragraph(lines: list[str]) -> str:
     if not lines:
         return "\nIt wrote nothing on standard error."
     return "\nIts standard error ended with:\n" + "\n".join(f"  | {line}" for line in lines)
+
+
+def _beginning_and_end(data: bytes, each: int = 150) -> str:
+    """Escaped, and only the beginning and the end of a long output (where a banner and an error would be)."""
+    if len(data) <= 3 * each:
+        return f"'{escape(data, 3 * each)}'"
+    return f"'{escape(data[:each], each)}' … '{escape(data[-each:], each)}'"
 
 
 def _accepts(host: str, port: int) -> bool:
