@@ -416,8 +416,7 @@ def _deaths(views: list[Target]) -> list[str]:
     """How each of the check's target processes ended, if it ended on its own."""
     found: list[str] = []
     for view in views:
-        describe = getattr(view.process, "exit_report", None)
-        text = describe() if describe is not None else None
+        text = view.process.exit_report() if view.process is not None else None
         if text and text not in found:
             found.append(text)
     return found

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .certs import make_certificates
 from .configuration import RunSettings
-from .probe import HarnessError
 from .targets.factory import TargetPool
 
 
-def check_targets(settings: RunSettings, docker: Any, say: Any = print) -> str | None:
+def check_targets(settings: RunSettings, docker: Any, say: Callable[[str], None] = print) -> str | None:
     """None when every target answered; else the explanation to print before exiting 2."""
     # Our images are built and checked by the project's own tests; a user's command or address is not.
     names = [name for name, spec in settings.specs.items() if spec.image is None]
@@ -32,25 +32,12 @@ def check_targets(settings: RunSettings, docker: Any, say: Any = print) -> str |
             ready_timeout=settings.ready_timeout,
             docker=docker,
         )
-        try:
-            for name in names:
-                try:
-                    target = pool.shared(name)
-                except HarnessError as error:
-                    return _explain(name, settings.specs[name].describe(), str(error))
-                say(f"sockspec: {name}: {_announced(target)}")
-        finally:
-            pool.close()
+        for name in names:
+            result = pool.preflight(name)
+            if result.problem is not None:
+                return _explain(name, settings.specs[name].describe(), result.problem.removeprefix(f"{name}: "))
+            say(f"sockspec: {name}: {result.summary()}")
     return None
-
-
-def _announced(target: Any) -> str:
-    endpoint = target.endpoint
-    where = f"{endpoint.host}:{endpoint.port}" + (f", TLS on {endpoint.tls_port}" if endpoint.tls_port else "")
-    declared = " ".join(f"{key}={value}" for key, value in target.declared.pairs.items())
-    problem = getattr(target.declared, "info_problem", None)
-    info = f"INFO: {declared}" if declared else "INFO declared nothing"
-    return f"answers at {where}; {info}" + (f" (warning: {problem})" if problem else "")
 
 
 def _explain(name: str, described: str, reason: str) -> str:
