@@ -7,8 +7,8 @@ once per check."""
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .certs import make_certificates
