@@ -380,7 +380,7 @@ def test_ctrl_c_mid_run_gives_an_interrupted_report_and_exit_130(tmp_path: Path)
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate()
-    assert process.returncode == 130
+    assert process.returncode == 130, out[-4000:]
     assert "Level: interrupted: results are incomplete; no level" in out
     data = json.loads(report.read_text(encoding="utf-8"))
     assert data["interrupted"] is True
