@@ -47,6 +47,7 @@ class Judgement:
     verdict: Verdict
     detail: str  # one line
     explanation: str = ""  # the text shown for anything that did not pass
+    cause: str = ""  # how the target exited, when the failure followed from that
 
 
 def judge(ending: CheckEnding) -> Judgement:
@@ -77,7 +78,8 @@ def judge(ending: CheckEnding) -> Judgement:
         summary = f"{ending.deaths[0].splitlines()[0]} (then: {summary})"
         violation.context = [*ending.deaths, *violation.context]
     specs = [requirements.get(i) for i in ending.ids]
-    return Judgement(verdict_for_violation(ending.ids), summary, explain(violation, specs, ending.rerun, ending.seed))
+    explanation = explain(violation, specs, ending.rerun, ending.seed)
+    return Judgement(verdict_for_violation(ending.ids), summary, explanation, "\n".join(ending.deaths))
 
 
 def find(error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:

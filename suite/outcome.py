@@ -20,6 +20,7 @@ class CheckOutcome:
     measurements: list[dict[str, Any]] = field(default_factory=list)
     rerun: str = ""
     declared: dict[str, str] = field(default_factory=dict)
+    cause: str = ""  # the target's exit, when the check failed after it: the root of the failure
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

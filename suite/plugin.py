@@ -213,9 +213,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     deselected = [item for item in items if item not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-    if settings.area_by_area:
-        # The spec's order, so that the run can stop after the first area with a FAIL.
-        keep.sort(key=lambda item: area_rank(requirements.get(_ids(item)[0]).area) if _is_check(item) else -1)
+    # The spec's order of areas (pytest's own is the modules' names): FRAME first, as a
+    # server is built, and so that --area-by-area can stop after the first area with a FAIL.
+    keep.sort(key=lambda item: area_rank(requirements.get(_ids(item)[0]).area) if _is_check(item) else -1)
     items[:] = keep
 
 
@@ -397,6 +397,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         measurements=[dataclasses.asdict(m) for m in item.stash.get(MEASUREMENTS, [])],
         rerun=rerun,
         declared=_declared(item, views),
+        cause=judged.cause,
     )
     report.user_properties.append((USER_PROPERTY, json.dumps(check.to_json())))
     verdict = judged.verdict

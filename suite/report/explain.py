@@ -77,30 +77,31 @@ def render_transcript(transcript: Transcript, limit: int = 60) -> list[str]:
 
 def failures_text(targets: list[TargetResult], strict: bool) -> str:
     """Every requirement that did not hold, explained once: the explanation of
-    its first failing check, with the bytes on the wire. ERRORs that share one
-    reason (a target that stopped answering) are explained once, with the IDs."""
+    its first failing check, with the bytes on the wire. Failures that share
+    one root (the target exited; an ERROR's reason) are explained once, with
+    the IDs."""
     out: list[str] = []
     for target in targets:
+        after_exit: dict[str, list[str]] = {}
         shared_errors: dict[str, list[str]] = {}
         for result in target.results:
-            if result.verdict is Verdict.ERROR:
-                shared_errors.setdefault(result.detail, []).append(result.id)
-                continue
-            if not (result.verdict is Verdict.FAIL or (result.verdict is Verdict.NON_STRICT and strict)):
-                continue
+            failed = result.verdict is Verdict.FAIL or (result.verdict is Verdict.NON_STRICT and strict)
             check = next((c for c in result.checks if c.verdict is result.verdict), None)
-            if check is None:
+            if check is None or not (failed or result.verdict is Verdict.ERROR):
                 continue
-            out += [f"──── {target.name}: {result.id} {result.verdict.value} ────", check.explanation or check.detail]
-            if result.may_follow_from:
-                roots = ", ".join(result.may_follow_from)
-                out.append(f"(This may follow from {roots}, which failed too: fix that first.)")
-            out.append("")
-        for detail, ids in shared_errors.items():
-            first = next(c for r in target.results if r.id == ids[0] for c in r.checks if c.verdict is Verdict.ERROR)
-            out += [
-                f"──── {target.name}: ERROR (not the target's fault) for {', '.join(ids)} ────",
-                first.explanation or detail,
-                "",
-            ]
+            if result.verdict is Verdict.ERROR:
+                shared_errors.setdefault(check.explanation or result.detail, []).append(result.id)
+            elif check.cause:
+                after_exit.setdefault(check.cause, []).append(result.id)
+            else:
+                out.append(f"──── {target.name}: {result.id} {result.verdict.value} ────")
+                out.append(check.explanation or check.detail)
+                if result.may_follow_from:
+                    roots = ", ".join(result.may_follow_from)
+                    out.append(f"(This may follow from {roots}, which failed too: fix that first.)")
+                out.append("")
+        for cause, ids in after_exit.items():
+            out += [f"──── {target.name}: the target stopped; then {', '.join(ids)} failed ────", cause, ""]
+        for explanation, ids in shared_errors.items():
+            out += [f"──── {target.name}: ERROR (not the target's fault) for {', '.join(ids)} ────", explanation, ""]
     return "\n".join(out)
