@@ -60,7 +60,7 @@ def test_declared_concurrency_runs_in_parallel(target: Target, fresh_target: Fre
         # connections it accepted (the rest waiting in the backlog) cannot pass.
         for index in reversed(range(len(probes))):
             sent[index] = time.monotonic()
-            probes[index].send(b"SLEEP %d\r\n" % SLEEP_MS)
+            probes[index].request(b"SLEEP %d" % SLEEP_MS)
         bound = 1.5 * T + CONC1_MARGIN
         until = time.monotonic() + bound + 2.0
         arrivals = gather_lines(probes, until)

@@ -272,7 +272,7 @@ def _refused(host: str, port: int) -> str | None:
 @requirement("CH-LIFE-4")
 def test_the_listeners_close_at_once_on_the_signal(fresh_target: FreshTarget) -> None:
     with fresh_target(why="shuts the server down") as t, t.connect("holds a SLEEP through the signal") as c:
-        c.send(b"SLEEP 1500\r\n")
+        c.request(b"SLEEP 1500")
         c.quiet_for(SETTLE)
         _, after = _signal(t)
         # Keep the server busy (and alive) for the 500 ms the listeners are given.
