@@ -414,11 +414,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _deaths(views: list[Target]) -> list[str]:
-    """How each of the check's target processes ended, if it ended on its own."""
+    """How each of the check's target processes ended, if it ended on its own.
+    An exit after the check's own SIGTERM is what that check judges, not a root cause."""
     found: list[str] = []
     for view in views:
         text = view.process.exit_report() if view.process is not None else None
-        if text and text not in found:
+        if text and "after the suite sent it" not in text and text not in found:
             found.append(text)
     return found
 

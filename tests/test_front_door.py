@@ -287,3 +287,25 @@ def test_explain_prints_the_requirement_text_and_suggests_for_a_typo(tmp_path: P
 def test_version(tmp_path: Path) -> None:
     result, _ = sockspec("--version", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith("sockspec "), result.stdout + result.stderr
+
+
+# ---- a target that dies during the run -----------------------------------------------------------
+
+
+def test_a_target_that_exits_during_the_run_is_named_as_the_cause(tmp_path: Path) -> None:
+    """The server crashes (status 3, a traceback) at its first INCR: what fails after
+    that says so, with its stderr, once; nothing reads as a plain "refused"."""
+    server = REPO / "tests" / "servers" / "crashes_on_incr.py"
+    report = tmp_path / "report.json"
+    result, _ = sockspec(
+        "run", "--cmd", f"{PYTHON} {server} --port {{port}}", "--only", "CH-CMD-*", "--json", str(report), cwd=tmp_path
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    results = json.loads(report.read_text())["targets"][0]["results"]
+    failed = [r for r in results if r["verdict"] == "FAIL"]
+    assert failed, output
+    after = [r for r in failed if r["detail"].startswith("the server exited with status 3")]
+    assert {"CH-CMD-7"} <= {r["id"] for r in after}, [r["detail"] for r in failed]
+    assert "Fix first: the target stopped during the run" in output
+    assert output.count("ValueError: invalid literal for int()") == 1, "the exit is explained once, with its stderr"

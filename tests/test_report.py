@@ -68,7 +68,7 @@ def pipelining_breaks() -> TargetResult:
         [
             result("CH-FRAME-2", Verdict.PASS),
             result("CH-FRAME-17", Verdict.FAIL, "the second reply never came"),
-            result("CH-CMD-5", Verdict.FAIL, "GET answered nothing"),
+            result("CH-LIFE-7", Verdict.FAIL, "SLEEP answered nothing"),
             result("CH-URGENT-3", Verdict.PASS),
         ]
     )
@@ -92,6 +92,18 @@ def test_fix_first_puts_the_failing_prerequisites_first_then_the_first_fail_of_e
     assert order == ["CH-FRAME-2", "CH-CMD-2", "CH-FRAME-17", "CH-ERR-3", "CH-STORE-1"]
 
 
+def test_pipelining_is_a_prerequisite_of_the_framing_checks_only() -> None:
+    """Outside FRAME a check asks one request at a time: a server that cannot
+    pipeline does not make a CMD or LIFE failure an echo of CH-FRAME-17."""
+    results = [result(i, Verdict.FAIL) for i in ("CH-FRAME-17", "CH-FRAME-19", "CH-CMD-8", "CH-LIFE-9", "CH-LIFE-7")]
+    by_id = {r.id: r for r in results}
+    assert roots.may_follow_from(by_id["CH-FRAME-19"], results) == ["CH-FRAME-17"]
+    assert roots.may_follow_from(by_id["CH-CMD-8"], results) == []
+    assert roots.may_follow_from(by_id["CH-LIFE-9"], results) == []
+    # CH-LIFE-7 pipelines a request behind a SLEEP on purpose
+    assert roots.may_follow_from(by_id["CH-LIFE-7"], results) == ["CH-FRAME-17"]
+
+
 def test_a_fail_may_follow_from_a_failing_prerequisite_but_not_from_a_later_one() -> None:
     results = [
         result("CH-FRAME-2", Verdict.PASS),
@@ -102,7 +114,7 @@ def test_a_fail_may_follow_from_a_failing_prerequisite_but_not_from_a_later_one(
     ]
     by_id = {r.id: r for r in results}
     assert roots.blamed_on(by_id["CH-CMD-5"], results) == "CH-CMD-2"
-    assert roots.may_follow_from(by_id["CH-CMD-5"], results) == ["CH-CMD-2", "CH-FRAME-17"]
+    assert roots.may_follow_from(by_id["CH-CMD-5"], results) == ["CH-CMD-2"]
     assert roots.blamed_on(by_id["CH-FRAME-17"], results) == "CH-CMD-2"
     assert roots.blamed_on(by_id["CH-CMD-2"], results) is None  # nothing declared before it fails
     assert roots.blamed_on(by_id["CH-CMD-6"], results) is None  # a PASS follows from nothing
@@ -119,12 +131,14 @@ def test_aggregate_records_what_each_fail_may_follow_from_and_the_json_carries_i
     outcomes = [
         CheckOutcome("suite/checks/test_frame.py::test_lf[t]", "t", ["CH-FRAME-2"], Verdict.FAIL, "no reply"),
         CheckOutcome("suite/checks/test_cmd.py::test_get[t]", "t", ["CH-CMD-5"], Verdict.FAIL, "no reply"),
+        CheckOutcome("suite/checks/test_frame.py::test_max[t]", "t", ["CH-FRAME-5"], Verdict.FAIL, "no reply"),
         CheckOutcome("suite/checks/test_cmd.py::test_ping[t]", "t", ["CH-CMD-2"], Verdict.PASS),
     ]
     (only,) = aggregate(outcomes)
     by_id = {r.id: r for r in only.results}
-    assert by_id["CH-CMD-5"].may_follow_from == ["CH-FRAME-2"]
-    assert by_id["CH-CMD-5"].to_json()["may_follow_from"] == ["CH-FRAME-2"]
+    assert by_id["CH-FRAME-5"].may_follow_from == ["CH-FRAME-2"]
+    assert by_id["CH-FRAME-5"].to_json()["may_follow_from"] == ["CH-FRAME-2"]
+    assert by_id["CH-CMD-5"].may_follow_from == [], "CMD checks end their requests with CRLF, not a bare LF"
     assert by_id["CH-FRAME-2"].may_follow_from == []
 
 
@@ -145,8 +159,10 @@ def test_areas_and_requirements_sort_in_the_specs_order() -> None:
 
 
 def test_every_prerequisite_is_a_requirement_of_the_spec() -> None:
-    for requirement_id, why in roots.PREREQUISITES:
+    for requirement_id, areas, why in roots.PREREQUISITES:
         assert requirements.get(requirement_id).level == "MUST", requirement_id
+        for area in areas:  # every area a name, every requirement a real ID
+            assert area == "*" or area in roots.AREA_ORDER or requirements.get(area), (requirement_id, area)
         assert why
 
 
@@ -176,7 +192,7 @@ def test_the_level_line_says_why() -> None:
         "CH-TLS-4 (MUST, starttls) fails" in core
     )
     none = terminal.render([pipelining_breaks()], verbose=False, color=False)
-    assert "Level: none: CH-FRAME-17, CH-CMD-5 (MUST) fail" in none
+    assert "Level: none: CH-FRAME-17, CH-LIFE-7 (MUST) fail" in none
     full = target([result("CH-FRAME-2", Verdict.PASS), result("CH-URGENT-3", Verdict.PASS)])
     assert "Level: full: every MUST holds" in terminal.render([full], verbose=False, color=False)
 
@@ -185,10 +201,10 @@ def test_the_summary_opens_with_fix_first_and_marks_what_may_follow() -> None:
     lines = plain(terminal.render([pipelining_breaks()], verbose=False, color=False))
     start = lines.index("Fix first:")
     # the prerequisite first, then the first FAIL of the next area
-    assert [line.split()[0] for line in lines[start + 1 : start + 3]] == ["CH-FRAME-17", "CH-CMD-5"]
+    assert [line.split()[0] for line in lines[start + 1 : start + 3]] == ["CH-FRAME-17", "CH-LIFE-7"]
     assert "the second reply never came" in lines[start + 1]
     table = lines[next(i for i, line in enumerate(lines) if line.startswith("did not pass (2)")) :]
-    cmd_row = next(i for i, line in enumerate(table) if "CH-CMD-5" in line)
+    cmd_row = next(i for i, line in enumerate(table) if "CH-LIFE-7" in line)
     row = " ".join(line.split("│")[-2].strip() for line in table[cmd_row:] if line.startswith("│"))
     assert "(may follow from CH-FRAME-17)" in row
     assert all(len(line) <= terminal.WIDTH for line in lines)
@@ -266,7 +282,7 @@ def test_junit_carries_the_runs_standing(tmp_path: Path) -> None:
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["sockspec.only"] == "CH-FRAME-*"
     assert str(properties["sockspec.level"]).startswith("partial (--only CH-FRAME-*)")
-    failure = next(case for case in suite.iter("testcase") if "CH-CMD-5" in str(case.get("name"))).find("failure")
+    failure = next(case for case in suite.iter("testcase") if "CH-LIFE-7" in str(case.get("name"))).find("failure")
     assert failure is not None and "may follow from CH-FRAME-17" in str(failure.text)
 
 

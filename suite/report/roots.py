@@ -43,19 +43,24 @@ AREA_ORDER: tuple[str, ...] = (
     "CLIENT",
 )
 
-# The requirements every other check stands on, in the order to fix them, each
-# with why the rest depends on it.
-PREREQUISITES: tuple[tuple[str, str], ...] = (
-    ("CH-FRAME-1", "a server that sends bytes nobody asked for shifts every later reply out of place"),
-    ("CH-FRAME-2", "line framing: a request ends at LF; without it no request of any check is complete"),
-    ("CH-FRAME-3", "line framing: the checks end their requests with CRLF, and the CR must go with the LF"),
-    ("CH-CMD-2", "PING is the suite's readiness probe and the simplest request of many checks"),
-    ("CH-ERR-1", "every check that expects an error reply reads it in this fixed form"),
-    ("CH-FRAME-18", "TCP splits and merges writes: a server that reads one request per segment fails anywhere"),
-    ("CH-FRAME-17", "many checks send several requests at once and read the replies in order"),
-    ("CH-CLIENT-11", "every client scenario reads the replies the client prints and its exit status"),
+# The requirements other checks stand on, in the order to fix them, each with
+# the areas (or requirements) whose checks lean on it ("*": every server area)
+# and why. Outside the pipelining and segmentation checks a check sends one
+# request and reads its reply before the next, so pipelining is a prerequisite
+# of FRAME and of the few requirements that are about pipelined requests.
+PIPELINED = ("FRAME", "CH-CONC-3", "CH-TIMEOUT-6", "CH-URGENT-4", "CH-LIFE-7", "CH-LIFE-8")
+PREREQUISITES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("CH-FRAME-1", ("*",), "a server that sends bytes nobody asked for shifts every later reply out of place"),
+    ("CH-FRAME-3", ("*",), "line framing: the checks end their requests with CRLF, and the CR must go with the LF"),
+    ("CH-FRAME-2", ("FRAME",), "line framing: a bare LF ends a request, as several FRAME checks send it"),
+    ("CH-CMD-2", ("*",), "PING is the suite's readiness probe and the simplest request of many checks"),
+    ("CH-ERR-1", ("FRAME", "CMD", "ERR"), "every check that expects an error reply reads it in this fixed form"),
+    ("CH-FRAME-18", PIPELINED, "TCP splits and merges writes: a server that reads one request per segment"),
+    ("CH-FRAME-17", PIPELINED, "these checks send several requests at once and read the replies in order"),
+    ("CH-CLIENT-11", ("CLIENT",), "every client scenario reads the replies the client prints and its exit status"),
 )
-_PREREQUISITE_IDS = [requirement_id for requirement_id, _ in PREREQUISITES]
+_PREREQUISITE_IDS = [requirement_id for requirement_id, _, _ in PREREQUISITES]
+_SCOPE = {requirement_id: areas for requirement_id, areas, _ in PREREQUISITES}
 
 
 def area_rank(area: str) -> int:
@@ -88,7 +93,8 @@ def _kind(requirement_id: str) -> str:
 
 def may_follow_from(result: RequirementResult, results: list[RequirementResult]) -> list[str]:
     """The failing prerequisites that a FAIL may be only the echo of: those
-    declared before it (for a prerequisite) or all of its kind (for the rest)."""
+    declared before it (for a prerequisite) or those whose scope covers its
+    area (for the rest)."""
     if not _fails(result):
         return []
     failing = {r.id for r in results if _fails(r) and r.id != result.id}
@@ -96,7 +102,14 @@ def may_follow_from(result: RequirementResult, results: list[RequirementResult])
         candidates = _PREREQUISITE_IDS[: _PREREQUISITE_IDS.index(result.id)]
     else:
         candidates = _PREREQUISITE_IDS
-    return [i for i in candidates if i in failing and _kind(i) == _kind(result.id)]
+    return [i for i in candidates if i in failing and _covers(i, result.id)]
+
+
+def _covers(prerequisite: str, requirement_id: str) -> bool:
+    if _kind(prerequisite) != _kind(requirement_id):
+        return False
+    scope = _SCOPE[prerequisite]
+    return "*" in scope or requirement_id.split("-")[1] in scope or requirement_id in scope
 
 
 def blamed_on(result: RequirementResult, results: list[RequirementResult]) -> str | None:

@@ -86,9 +86,19 @@ def _render_target(console: Console, target: TargetResult, facts: RunFacts, verb
     console.print(Rule(Text(target.name, style="bold"), align="left"))
     if target.description:
         console.print(Text(target.description, style="dim"), no_wrap=True, overflow="ellipsis")
-    first = roots.fix_first(target.results)
+    stopped = _after_exit(target.results)
+    followed = {requirement_id for ids in stopped.values() for requirement_id in ids}
+    first = [r for r in roots.fix_first(target.results) if r.id not in followed]
+    if stopped:
+        console.print(Text("Fix first: the target stopped during the run", style="bold"))
+        for cause, ids in stopped.items():
+            console.print(
+                f"  {cause.splitlines()[0]} Then {len(ids)} requirement(s) failed: {', '.join(ids[:6])}"
+                + (" …" if len(ids) > 6 else ""),
+                overflow="fold",
+            )
     if first:
-        console.print(Text("Fix first:", style="bold"))
+        console.print(Text("Fix first:" if not stopped else "Then:", style="bold"))
         for result in first[:FIX_FIRST_SHOWN]:
             console.print(_one_line(result), no_wrap=True, overflow="ellipsis")
         if len(first) > FIX_FIRST_SHOWN:
@@ -107,6 +117,16 @@ def _render_target(console: Console, target: TargetResult, facts: RunFacts, verb
             console.print(line)
     console.print(_features_line(target))
     console.print(_level_line(target, facts))
+
+
+def _after_exit(results: list[RequirementResult]) -> dict[str, list[str]]:
+    """How the target exited -> the requirements that failed after it (their root)."""
+    grouped: dict[str, list[str]] = {}
+    for result in results:
+        cause = next((c.cause for c in result.checks if c.verdict is result.verdict and c.cause), "")
+        if cause and _did_not_pass(result):
+            grouped.setdefault(cause, []).append(result.id)
+    return grouped
 
 
 def _did_not_pass(result: RequirementResult) -> bool:

@@ -31,6 +31,8 @@ READY_GRACE = 1.0  # seconds to wait for READY once the port accepts
 READY = re.compile(rb"^READY cloudhash/1 (\S+) (\d+)(?: tls=(\d+))?\r?\n$")
 READY_SHAPE = "READY cloudhash/1 <host> <port>[ tls=<port>]"
 KEEP = 64 * 1024  # of each output stream: the first and the last this many bytes
+# An exited target's last stderr lines may still be in the pipe; a grandchild may hold it open.
+STDERR_GRACE = 1.0
 READY_LINE_MAX = 512  # a READY line is far shorter; a longer line is only kept as output
 STDERR_LINES = 10  # shown when a target dies or never gets ready
 DRAIN_AFTER_KILL = 0.5  # seconds to collect what a killed group still had in its pipes
@@ -166,6 +168,7 @@ class ServerProcess:
         self._lock = threading.Lock()
         self._news = threading.Condition(self._lock)  # READY, or stdout's end
         self._stdout_ended = False
+        self._stderr_ended = False
         self._drainer: threading.Thread | None = None
         self._stop_draining_at: float | None = None
         self._started_at = 0.0
@@ -292,6 +295,7 @@ class ServerProcess:
         with self._news:
             if stream == "stderr":
                 self._stderr.add(chunk)
+                self._stderr_ended = self._stderr_ended or not chunk
             elif chunk:
                 self._scanner.feed(chunk)
             else:
@@ -362,6 +366,8 @@ class ServerProcess:
         if self.process is None or self.process.poll() is None or self._killed_by_suite:
             return None
         ended = self._exited_at or time.monotonic()
+        with self._news:  # its last words may still be in the pipe: wait for the end of stderr, briefly
+            self._news.wait_for(lambda: self._stderr_ended, timeout=STDERR_GRACE)
         status = describe_status(self.process.returncode)
         text = f"the server {status} {ended - self._started_at:.1f} s after it started"
         caused = [(signum, at) for signum, at in self._signals_sent if at <= ended]
