@@ -230,7 +230,8 @@ def print_matrix(report: dict[str, Any]) -> None:
                 row.append("-")
                 continue
             mark = "[green]✓[/]" if cell["passes_every_must"] else "[bold red]✕[/]"
-            row.append(f"{mark} {cell['conformance']} ({cell['counts']['FAIL']} FAIL, {cell['counts']['ERROR']} ERROR)")
+            level = cell["conformance"] or "no level"  # a partial, stopped or interrupted run gives none
+            row.append(f"{mark} {level} ({cell['counts']['FAIL']} FAIL, {cell['counts']['ERROR']} ERROR)")
         table.add_row(*row)
     Console().print(table)
 
