@@ -428,7 +428,8 @@ def _declared(item: pytest.Item, views: list[Target]) -> dict[str, str]:
     if views:
         return dict(views[0].declared.pairs)
     if CLIENT_FEATURES in item.stash:  # a client declares the features it has a command for
-        return {"features": ",".join(item.stash[CLIENT_FEATURES])}
+        features: list[str] = item.stash[CLIENT_FEATURES]
+        return {"features": ",".join(features)}
     return {}
 
 
@@ -453,7 +454,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not targets:
         return
     settings = _state(config).settings
-    collector: ResultCollector = config.pluginmanager.get_plugin("sockspec-results")
+    collector = config.pluginmanager.get_plugin("sockspec-results")
+    assert isinstance(collector, ResultCollector)
     facts = collector.facts
     if config.getoption("tbstyle") == "no":  # sockspec run: pytest shows no failure, so the suite does
         terminalreporter.write(failures_text(targets, settings.strict))

@@ -94,7 +94,7 @@ class Wire:
         self.sock.settimeout(timeout)
         self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
         self.sock.setblocking(False)
-        self.transcript.add("--", f"TLS {self.sock.version()} started".encode())  # type: ignore[attr-defined]
+        self.transcript.add("--", f"TLS {self.sock.version()} started".encode())
 
     # ---- sending -----------------------------------------------------------
 

@@ -30,7 +30,7 @@ def no_line(probe: Probe) -> str:
     """What came instead of a line."""
     pending = probe.wire.pending()
     if probe.wire.ending is not Ending.OPEN:
-        return probe.wire.ending.value + (f" after {escape(pending)}" if pending else "")
+        return str(probe.wire.ending.value) + (f" after {escape(pending)}" if pending else "")
     return f"only {escape(pending)} (incomplete)" if pending else "nothing before the deadline"
 
 

@@ -29,7 +29,7 @@ def describe(arrival: Arrival, since: float, until: float) -> str:
     if arrival.line is not None and arrival.at is not None:
         return f"{escape(arrival.line)} after {(arrival.at - since) * 1000:.0f} ms"
     if arrival.ending is not Ending.OPEN:
-        return arrival.ending.value
+        return str(arrival.ending.value)
     return f"no reply within {(until - since) * 1000:.0f} ms"
 
 
@@ -187,7 +187,8 @@ class Flood:
     A connection that never completes is not judged here (CH-LIMIT-6)."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.family, self.kind, self.proto, _, self.address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        self.family, self.kind, self.proto, self.address = family, kind, proto, address
         self.poller = select.poll()
         self.sockets: dict[int, socket.socket] = {}
         self.sent: set[int] = set()

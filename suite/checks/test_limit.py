@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from suite.api import Unsupported, Violation, not_applicable, requirement, stopwatch
-from suite.checks.connections import BUSY, BUSY_GRACE, SLEEP_MS, FreshTarget, open_served, send_quietly
+from suite.api import FreshTarget, Unsupported, Violation, not_applicable, requirement, stopwatch
+from suite.checks.connections import BUSY, BUSY_GRACE, SLEEP_MS, open_served, send_quietly
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target

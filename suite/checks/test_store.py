@@ -155,7 +155,8 @@ class StoreAcrossConnections(RuleBasedStateMachine):
 def test_the_store_behaves_like_one_dict_across_connections(target: Target) -> None:
     open_limit = min(CONNECTIONS, target.declared.number("max_connections"))
     run_state_machine_as_test(
-        lambda: StoreAcrossConnections(target, open_limit),
+        # Hypothesis takes any factory of a machine, though it is typed as the class.
+        lambda: StoreAcrossConnections(target, open_limit),  # type: ignore[arg-type]
         settings=settings(
             max_examples=10,
             stateful_step_count=20,

@@ -197,7 +197,7 @@ class ContainerPlacement(Placement):
             "try: print(' '.join(i[4][0] for i in socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)))\n"
             "except OSError as e: print('!', e)"
         )
-        output = container.exec_run(["python3", "-c", code, name]).output.decode().strip()
+        output: str = container.exec_run(["python3", "-c", code, name]).output.decode().strip()
         return output[1:].strip() if output.startswith("!") else output.split()
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ process group, and the whole group is killed at the deadline: a hung client
 gives a result, never a hung run.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os
@@ -14,16 +16,26 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 
-def run(argv, deadline, cwd=None, env=None, *, started=None, ended=None):
+def run(
+    argv: list[str],
+    deadline: float,
+    cwd: str | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    started: Callable[[int], None] | None = None,
+    ended: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """{"status", "elapsed", "hung", "stdout", "stderr" (base64), "error"}.
 
     ``started(pid)`` and ``ended(pid)``, when given, hear of the client's
     process group (the suite's record of every group it starts)."""
     environment = dict(os.environ)
     environment.update(env or {})
-    started = time.monotonic()
+    began = time.monotonic()
     try:
         child = subprocess.Popen(
             argv,
@@ -55,7 +67,7 @@ def run(argv, deadline, cwd=None, env=None, *, started=None, ended=None):
             pass
         child.wait()
         raise
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - began
     try:  # anything the client left behind in its group goes too
         os.killpg(child.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

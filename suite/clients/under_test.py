@@ -174,14 +174,14 @@ class ClientUnderTest:
             starttls_pause=starttls_pause,
             starttls_refusal=starttls_refusal,
         )
-        contained = isinstance(placement, ContainerPlacement)
-        queries_before = len(placement.dns_queries()) if contained else 0
+        contained = placement if isinstance(placement, ContainerPlacement) else None
+        queries_before = len(contained.dns_queries()) if contained is not None else 0
         with server:
             port = server.port if port is None else port
             argv = command(self.spec, feature, placement, host=host or placement.name, port=port, cmd=cmd)
             run = placement.run(self.spec, argv, deadline)
             server.finished(5.0)
-        queries = placement.dns_queries()[queries_before:] if contained else None
+        queries = contained.dns_queries()[queries_before:] if contained is not None else None
         return Scenario(run, server, queries)
 
     def close(self) -> None:
