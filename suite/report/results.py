@@ -87,7 +87,10 @@ class TargetResult:
             return f"none: {_name_broken(core_broken)}"
         if level == "full":
             return "full: every MUST holds, optional features included, and all four features are declared"
-        reasons = [f"`{f}` is not declared" for f in FEATURE_ORDER if f not in self.declared_features()]
+        undeclared = [f"`{f}`" for f in FEATURE_ORDER if f not in self.declared_features()]
+        reasons = (
+            [f"{', '.join(undeclared)} {'is' if len(undeclared) == 1 else 'are'} not declared"] if undeclared else []
+        )
         optional_broken = [r for r in broken if r.feature is not None]
         if optional_broken:
             reasons.append(_name_broken(optional_broken))
