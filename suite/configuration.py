@@ -50,6 +50,7 @@ class RunSettings:
     timeout: float
     ready_timeout: float = 15.0
     area_by_area: bool = False
+    allow_unchecked: bool = False  # a MUST that could not be checked does not fail the run
     target_args: str = ""  # the options that name the targets, for re-run lines
     image_bases: list[str] = field(default_factory=list)
     clients: dict[str, ClientSpec] = field(default_factory=dict)
@@ -89,6 +90,7 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
         timeout=float(timeout),
         ready_timeout=float(ready_timeout),
         area_by_area=bool(get("area_by_area")),
+        allow_unchecked=bool(get("allow_unchecked")),
         target_args=_target_args(get, specs, clients),
         image_bases=image_bases,
         clients=clients,

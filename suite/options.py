@@ -136,6 +136,12 @@ SHARED = (
         "check the spec's areas in order (FRAME, CMD, ERR, ...) and stop after the first area with a FAIL",
     ),
     Option(
+        "--allow-unchecked",
+        "switch",
+        "run",
+        "a MUST the run could not check (no Docker, an --address target) does not fail the run (exit 0, not 2)",
+    ),
+    Option(
         "--check-timeout",
         "value",
         "run",

@@ -468,6 +468,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             interrupted=facts.interrupted,
             stopped=facts.stopped,
             strict=facts.strict,
+            allow_unchecked=facts.allow_unchecked,
         )
     )
     terminalreporter.write_line(f"sockspec seed: {settings.seed} (re-run with --seed {settings.seed})")

@@ -309,3 +309,24 @@ def test_a_target_that_exits_during_the_run_is_named_as_the_cause(tmp_path: Path
     assert {"CH-CMD-7"} <= {r["id"] for r in after}, [r["detail"] for r in failed]
     assert "Fix first: the target stopped during the run" in output
     assert output.count("ValueError: invalid literal for int()") == 1, "the exit is explained once, with its stderr"
+
+
+# ---- a level only for what was checked ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_must_that_could_not_be_checked_is_no_pass(tmp_path: Path) -> None:
+    """Without the DNS scenarios (--no-dns), six core MUSTs of a client are not
+    checked: no level is claimed and the run exits 2, unless --allow-unchecked."""
+    report = tmp_path / "report.json"
+    result, _ = sockspec("run", "--client-reference", "--no-dns", "--json", str(report), cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    data = json.loads(report.read_text())
+    [client] = data["targets"]
+    assert client["conformance"] == "unchecked"
+    assert client["unchecked"] == [f"CH-CLIENT-{n}" for n in range(1, 7)]
+    assert "could not be checked" in client["level"] and "--no-dns" in client["level"]
+    assert "--allow-unchecked" in output
+    accepted, _ = sockspec("run", "--client-reference", "--no-dns", "--allow-unchecked", cwd=tmp_path)
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr

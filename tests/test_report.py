@@ -423,3 +423,48 @@ def _first_area_line(stream: Any, deadline: float) -> str | None:
             if match:
                 return match.group().decode()
     return None
+
+
+# ---- a level is claimed only for what was checked ----------------------------------------------
+
+NO_DOCKER = "no Docker engine answers: the DNS scenarios need one (or --no-dns was given)"
+
+
+def test_a_core_must_that_could_not_be_checked_withholds_every_level_and_fails_the_gate() -> None:
+    client = target(
+        [
+            result("CH-CLIENT-1", Verdict.UNSUPPORTED, NO_DOCKER),
+            result("CH-CLIENT-2", Verdict.UNSUPPORTED, NO_DOCKER),
+            result("CH-CLIENT-7", Verdict.PASS),
+            result("CH-CLIENT-21", Verdict.PASS),
+        ],
+        name="client",
+    )
+    assert client.conformance() == "unchecked"
+    assert [r.id for r in client.unchecked()] == ["CH-CLIENT-1", "CH-CLIENT-2"]
+    line = client.level_explained()
+    assert line.startswith("unchecked: every MUST that was checked holds, but CH-CLIENT-1, CH-CLIENT-2 (MUST)")
+    assert NO_DOCKER in line
+    assert files.exit_code([client], RunFacts()) == 2, "an unchecked MUST must not pass a CI gate"
+    assert files.exit_code([client], RunFacts(allow_unchecked=True)) == 0
+    assert files.to_json([client], RunFacts())["targets"][0]["unchecked"] == ["CH-CLIENT-1", "CH-CLIENT-2"]
+
+
+def test_not_applicable_and_undeclared_features_are_not_unchecked() -> None:
+    server = core_passes_urgent_undeclared()
+    assert server.unchecked() == []
+    assert server.conformance() == "core"
+    full = target([result("CH-FRAME-2", Verdict.PASS), result("CH-LIMIT-4", Verdict.UNSUPPORTED, NOT_QUEUE)])
+    assert full.conformance() == "full"
+    assert files.exit_code([full], RunFacts()) == 0
+
+
+def test_a_declared_feature_whose_must_could_not_be_checked_is_never_full() -> None:
+    no_port = "the target has no implicit-TLS port: the READY line announced no tls= port, although INFO declares tls"
+    server = target(
+        [result("CH-FRAME-2", Verdict.PASS), result("CH-TLS-1", Verdict.UNSUPPORTED, no_port)],
+        features=ALL_FEATURES,
+    )
+    assert server.conformance() == "core"
+    assert "CH-TLS-1 (MUST) could not be checked" in server.level_explained()
+    assert files.exit_code([server], RunFacts()) == 2

@@ -63,6 +63,7 @@ class ResultCollector:
             only=settings.only,
             interrupted=self.interrupted,
             stopped=self._stopped(session),
+            allow_unchecked=settings.allow_unchecked,
         )
         if config.getoption("sockspec_json"):
             files.write_json(config.getoption("sockspec_json"), targets, facts)
@@ -73,7 +74,7 @@ class ResultCollector:
         elif self.broken_modules:
             session.exitstatus = pytest.ExitCode.INTERRUPTED  # the suite's own fault: exit 2 from sockspec
         elif int(exitstatus) in (0, 1):  # leave pytest's own problems (usage, internal errors) alone
-            session.exitstatus = exit_code(targets, settings.strict)
+            session.exitstatus = exit_code(targets, facts)
 
     def _stopped(self, session: pytest.Session) -> str:
         """Why the run stopped before its end on its own (-x, --area-by-area), if it did."""

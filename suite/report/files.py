@@ -41,6 +41,7 @@ def to_json(targets: list[TargetResult], facts: RunFacts) -> dict[str, Any]:
                 "level": facts.level_line(t),
                 "features": t.features(),
                 "fix_first": [r.id for r in roots.fix_first(t.results)],
+                "unchecked": [r.id for r in t.unchecked()],
                 "counts": t.counts(),
                 "results": [r.to_json() for r in t.results],
                 "measurements": t.measurements,
@@ -58,7 +59,7 @@ def to_json(targets: list[TargetResult], facts: RunFacts) -> dict[str, Any]:
             "verdicts": totals,
             "strict": facts.strict,
             "seed": facts.seed,
-            "exit_code": exit_code(targets, facts.strict, facts.interrupted),
+            "exit_code": exit_code(targets, facts),
         },
     }
 

@@ -25,6 +25,18 @@ class RequirementResult:
     # the failing prerequisites (roots.PREREQUISITES) this FAIL may only be the echo of
     may_follow_from: list[str] = field(default_factory=list)
 
+    def unchecked(self, declared: set[str]) -> bool:
+        """A MUST that applies to the target, and that the run could not check:
+        UNSUPPORTED for a reason other than "not applicable" (Applies when:) or
+        an optional feature the target does not declare (no Docker engine for
+        the DNS scenarios, no fresh process for an --address target, a declared
+        feature with nothing to reach it by)."""
+        if self.level != "MUST" or self.verdict is not Verdict.UNSUPPORTED:
+            return False
+        if self.detail.startswith("not applicable"):
+            return False
+        return set(_features_of(self)) <= declared
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -58,33 +70,49 @@ class TargetResult:
         return not any(r.verdict.fails_run(strict=False) for r in self.results)
 
     def conformance(self) -> str:
-        """ "full" when every MUST holds, optional features included; "core"
-        when every MUST outside the optional features holds; else "none"."""
+        """ "full" when every MUST holds, optional features included (all four
+        declared); "core" when every MUST outside the optional features holds;
+        "none" when one is broken. A level is claimed only for what was checked:
+        "unchecked" when a core MUST could not be checked, and an unchecked MUST
+        of a declared feature keeps the level at "core"."""
         musts = [r for r in self.results if r.level == "MUST"]
         core = [r for r in musts if r.feature is None]
         optional = [r for r in musts if r.feature is not None]
         if not core or any(r.verdict.fails_run(strict=False) for r in core):
             return "none"
-        # Full needs all four features declared and none of their MUSTs broken; a
-        # requirement that does not apply (Applies when:) holds vacuously.
-        declared = set(self.declared.get("features", "").split(","))
-        if declared >= OPTIONAL_FEATURES and not any(r.verdict.fails_run(strict=False) for r in optional):
+        declared = self.declared_features()
+        if any(r.unchecked(declared) for r in core):
+            return "unchecked"
+        # A requirement that does not apply (Applies when:) holds vacuously.
+        if (
+            declared >= OPTIONAL_FEATURES
+            and not any(r.verdict.fails_run(strict=False) for r in optional)
+            and not any(r.unchecked(declared) for r in optional)
+        ):
             return "full"
         return "core"
 
     def declared_features(self) -> set[str]:
         return {f for f in self.declared.get("features", "").split(",") if f}
 
+    def unchecked(self) -> list[RequirementResult]:
+        """The MUSTs that apply and could not be checked."""
+        declared = self.declared_features()
+        return [r for r in self.results if r.unchecked(declared)]
+
     def level_explained(self) -> str:
         """The level and why, in one line: "core: every MUST outside the optional
         features holds; `urgent` is not declared"."""
         level = self.conformance()
         broken = [r for r in self.results if r.level == "MUST" and r.verdict.fails_run(strict=False)]
+        unchecked = _name_unchecked(self.unchecked())
         if level == "none":
             core_broken = [r for r in broken if r.feature is None]
             if not core_broken:
                 return "none: no MUST outside the optional features was checked"
             return f"none: {_name_broken(core_broken)}"
+        if level == "unchecked":
+            return f"unchecked: every MUST that was checked holds, but {unchecked}; no level is claimed"
         if level == "full":
             return "full: every MUST holds, optional features included, and all four features are declared"
         undeclared = [f"`{f}`" for f in FEATURE_ORDER if f not in self.declared_features()]
@@ -94,6 +122,8 @@ class TargetResult:
         optional_broken = [r for r in broken if r.feature is not None]
         if optional_broken:
             reasons.append(_name_broken(optional_broken))
+        if unchecked:
+            reasons.append(unchecked)
         return "core: every MUST outside the optional features holds; " + "; ".join(reasons)
 
     def features(self) -> dict[str, str]:
@@ -132,6 +162,14 @@ def _features_of(result: RequirementResult) -> tuple[str, ...]:
         return (result.feature,) if result.feature else ()
 
 
+def _name_unchecked(unchecked: list[RequirementResult]) -> str:
+    """ "CH-CLIENT-1, CH-CLIENT-2 could not be checked (no Docker engine ...)", one clause per reason."""
+    by_reason: dict[str, list[str]] = {}
+    for result in unchecked:
+        by_reason.setdefault(result.detail or "no reason given", []).append(result.id)
+    return "; ".join(f"{', '.join(ids)} (MUST) could not be checked ({reason})" for reason, ids in by_reason.items())
+
+
 def _name_broken(broken: list[RequirementResult], shown: int = 3) -> str:
     """ "CH-FRAME-17 (MUST) fails", or several: "CH-A, CH-B (MUST) fail and 4 more";
     an ERROR says that the requirement could not be judged."""
@@ -160,6 +198,7 @@ class RunFacts:
     only: list[str] = field(default_factory=list)  # the --only patterns; empty for the whole spec
     interrupted: bool = False  # Ctrl-C or SIGTERM
     stopped: str = ""  # why the run stopped early on its own (-x, --area-by-area), if it did
+    allow_unchecked: bool = False  # --allow-unchecked: a MUST that could not be checked does not fail the run
 
     def withheld(self) -> str | None:
         """Why no conformance level is given, or None when one is."""
@@ -218,13 +257,17 @@ def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None 
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by SIGINT; the CLI says the same
 
 
-def exit_code(targets: list[TargetResult], strict: bool, interrupted: bool = False) -> int:
-    """0, 1 or 2 as the README says; an interrupted run is never 0, whatever it saw."""
-    if interrupted:
+def exit_code(targets: list[TargetResult], facts: RunFacts) -> int:
+    """0, 1 or 2 as the README says; an interrupted run is never 0, whatever it
+    saw, and neither is one with a MUST it could not check (a CI gate must not
+    let through what nobody judged), unless --allow-unchecked says so."""
+    if facts.interrupted:
         return EXIT_INTERRUPTED
     verdicts = [r.verdict for t in targets for r in t.results]
     if Verdict.ERROR in verdicts:
         return 2
-    if any(v.fails_run(strict) for v in verdicts):
+    if any(v.fails_run(facts.strict) for v in verdicts):
         return 1
+    if not facts.allow_unchecked and any(t.unchecked() for t in targets):
+        return 2
     return 0

@@ -33,7 +33,7 @@ STYLE = {
     Verdict.FAIL: "bold red",
     Verdict.ERROR: "bold white on red",
 }
-LEVEL_STYLE = {"full": "bold green", "core": "bold yellow", "none": "bold red"}
+LEVEL_STYLE = {"full": "bold green", "core": "bold yellow", "unchecked": "bold magenta", "none": "bold red"}
 FEATURE_STANDINGS = ("passed", "failed", "not checked", "not declared")
 
 
@@ -46,11 +46,14 @@ def render(
     interrupted: bool = False,
     stopped: str = "",
     strict: bool = False,
+    allow_unchecked: bool = False,
 ) -> str:
     """The whole summary as text. ``only`` is the --only patterns of a partial
     run, ``interrupted`` a run ended by Ctrl-C or SIGTERM, ``stopped`` why a run
     stopped early on its own (-x, --area-by-area); each withholds the level."""
-    facts = RunFacts(strict=strict, only=list(only), interrupted=interrupted, stopped=stopped)
+    facts = RunFacts(
+        strict=strict, only=list(only), interrupted=interrupted, stopped=stopped, allow_unchecked=allow_unchecked
+    )
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=color, no_color=not color, width=WIDTH, highlight=False, emoji=False)
     if facts.withheld():
@@ -117,6 +120,15 @@ def _render_target(console: Console, target: TargetResult, facts: RunFacts, verb
             console.print(line)
     console.print(_features_line(target))
     console.print(_level_line(target, facts))
+    unchecked = target.unchecked()
+    if unchecked and not facts.allow_unchecked:
+        console.print(
+            Text(
+                f"{len(unchecked)} MUST(s) could not be checked, so the run exits 2 however the rest went: make them "
+                "checkable (the reasons above say how), or accept it with --allow-unchecked.",
+                style="magenta",
+            )
+        )
 
 
 def _after_exit(results: list[RequirementResult]) -> dict[str, list[str]]:
