@@ -413,6 +413,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"[{verdict.value}] {judged.explanation}"
 
 
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """A check whose verdict is ERROR (the harness could not judge) is counted and
+    named as pytest's errors are, never as a FAILED check of the target."""
+    for name, value in report.user_properties:
+        if name == USER_PROPERTY and json.loads(str(value))["verdict"] == Verdict.ERROR.value:
+            return "error", "E", "ERROR"
+    return None
+
+
 def _deaths(views: list[Target]) -> list[str]:
     """How each of the check's target processes ended, if it ended on its own.
     An exit after the check's own SIGTERM is what that check judges, not a root cause."""

@@ -118,6 +118,15 @@ def test_junit_files_broken_requirements_as_failures_and_harness_problems_as_err
     assert cases["CH-TIMEOUT-2"].find("failure") is None, "NON-STRICT is not a failure unless strict"
 
 
+def test_pytest_names_an_error_verdict_an_error_not_a_failed_check(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "-rfE")
+    output = result.stdout.str()
+    assert "ERROR test_checks.py::test_the_harness_breaks[evented]" in output, output[-3000:]
+    assert "FAILED test_checks.py::test_the_harness_breaks" not in output
+    assert "FAILED test_checks.py::test_echo_expectation_is_wrong_on_purpose[evented]" in output
+    result.assert_outcomes(passed=4, failed=1, errors=1)
+
+
 def test_only_selects_checks_by_requirement_id(pytester: pytest.Pytester) -> None:
     out = pytester.path / "out.json"
     run(pytester, "--only", "CH-CMD-2,CH-CONC-*", "--json", str(out))
