@@ -416,7 +416,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
     """A check whose verdict is ERROR (the harness could not judge) is counted and
     named as pytest's errors are, never as a FAILED check of the target."""
-    for name, value in report.user_properties:
+    for name, value in getattr(report, "user_properties", ()):  # a CollectReport has none
         if name == USER_PROPERTY and json.loads(str(value))["verdict"] == Verdict.ERROR.value:
             return "error", "E", "ERROR"
     return None
