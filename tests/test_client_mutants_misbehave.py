@@ -74,10 +74,12 @@ NAME = "service.sockspec.test"  # a made-up name, known only to FAKE_DNS
 # The catalogue the lead asked for, with the requirements each bug breaks for certain.
 EXPECTED = {
     "ipv4-only": ("CH-CLIENT-1",),
-    "first-address-only": ("CH-CLIENT-2",),
+    "first-address-only": ("CH-CLIENT-1", "CH-CLIENT-2"),
     "blocking-connect": ("CH-CLIENT-3",),
     "no-overall-deadline": ("CH-CLIENT-4",),
     "dns-failure-is-connect-failure": ("CH-CLIENT-5",),
+    "temporary-dns-failure-is-connect-failure": ("CH-CLIENT-5",),
+    "ignores-unknown-flags": ("CH-CLIENT-13",),
     "no-read-timeout": ("CH-CLIENT-7",),
     "truncated-reply-is-success": ("CH-CLIENT-9",),
     "accepts-malformed-reply": ("CH-CLIENT-10",),
@@ -105,6 +107,8 @@ real_getaddrinfo = socket.getaddrinfo
 def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
     if host not in TABLE:
         return real_getaddrinfo(host, port, family, type, proto, flags)
+    if TABLE[host] == "SERVFAIL":
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
     if not TABLE[host]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
     found = [
@@ -285,6 +289,27 @@ def test_dns_failure_is_reported_as_a_connect_failure() -> None:
     assert reference.elapsed < QUICK and mutant.elapsed < QUICK
 
 
+def test_temporary_dns_failure_is_reported_as_a_connect_failure() -> None:
+    """EAI_AGAIN (SERVFAIL) only: NXDOMAIN still exits 3."""
+    servfail: Any = {NAME: "SERVFAIL"}
+    reference, mutant = both("temporary-dns-failure-is-connect-failure", NAME, "4481", "PING", dns=servfail)
+    assert reference.status == DNS, reference
+    assert mutant.status == CONNECT, mutant
+    assert reference.elapsed < QUICK and mutant.elapsed < QUICK
+    reference, mutant = both("temporary-dns-failure-is-connect-failure", NAME, "4481", "PING", dns={NAME: []})
+    assert reference.status == mutant.status == DNS, (reference, mutant)
+
+
+def test_first_address_only_never_tries_the_other_family() -> None:
+    ipv6_loopback_or_skip()
+    with refused_port() as dead, Adversary(pong) as good:
+        dns = {NAME: [["AAAA", "::1", dead], ["A", "127.0.0.1", good.port]]}
+        reference, mutant = both("first-address-only", NAME, "4481", "PING", dns=dns)
+    assert (reference.status, reference.stdout) == (OK, b"+PONG\n"), reference
+    assert (mutant.status, mutant.stdout) == (CONNECT, b""), mutant
+    assert good.connections == 1
+
+
 def test_refused_is_reported_as_a_timeout() -> None:
     with refused_port() as port:
         reference, mutant = both("refused-is-a-timeout", "127.0.0.1", str(port), "PING")
@@ -293,6 +318,17 @@ def test_refused_is_reported_as_a_timeout() -> None:
 
 
 # ---- replies -----------------------------------------------------------------------------------
+
+
+def test_ignores_unknown_flags_connects_anyway() -> None:
+    with Adversary(pong) as adv:
+        reference, mutant = both("ignores-unknown-flags", "--sockspec-no-such-flag", "127.0.0.1", str(adv.port), "PING")
+        with Client(client_argv("ignores-unknown-flags", "127.0.0.1", str(adv.port))) as client:
+            no_command = client.finish()
+    assert reference.status == USAGE and reference.stderr, reference
+    assert (mutant.status, mutant.stdout) == (OK, b"+PONG\n"), mutant
+    assert no_command.status == USAGE, no_command  # only flags are ignored
+    assert adv.connections == 1
 
 
 def test_error_reply_is_success() -> None:

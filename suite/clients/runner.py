@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import json
 import os
 import shlex
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,9 @@ from .zone import GOOD
 TIMED_SOURCE = Path(timed.__file__).read_text(encoding="utf-8")
 # Never mounted over a container's own system: a client found there is the image's.
 SYSTEM_PATHS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/sbin", "/sys", "/usr", "/var")
+
+SHELL_NOT_FOUND = 127
+THE_IMAGES_OWN = "the image's own"
 
 EXIT_MEANINGS = {
     0: "success",
@@ -130,6 +135,8 @@ class ContainerPlacement(Placement):
     slot: int = 0
     mounts: dict[str, str] = field(default_factory=dict)
     workdir: str | None = None
+    not_mounted: list[str] = field(default_factory=list)  # the template's absolute paths left to the image
+    image_option: bool = False  # --client-cmd-image chooses the image
     _container: Any = None
 
     @classmethod
@@ -143,7 +150,21 @@ class ContainerPlacement(Placement):
             image, workdir = spec.container_image or f"sockspec-base:{_first_base()}", os.getcwd()
             mounts = {path: path for path in _paths_to_mount(spec, ca_dir)}
         where = f"in a container of {image} at {plan.client(slot)}, resolving through {plan.dns}"
-        return cls(where, GOOD, plan.gateway, listen, ca_dir, docker, image, slot, mounts, workdir)
+        not_mounted = [p for p in _template_paths(spec) if not any(_within(p, m) for m in mounts)]
+        return cls(
+            where,
+            GOOD,
+            plan.gateway,
+            listen,
+            ca_dir,
+            docker,
+            image,
+            slot,
+            mounts,
+            workdir,
+            not_mounted,
+            spec.image is None,
+        )
 
     def _ensure(self) -> Any:
         if self._container is None:
@@ -175,8 +196,36 @@ class ContainerPlacement(Placement):
         except (ValueError, IndexError):
             raise RuntimeError(
                 f"running the client in {self.image} failed: {(err or b'').decode(errors='replace')[-800:]}"
+                f"\n{self.setting()}"
             ) from None
-        return _from_report(argv, self.where, deadline, report)
+        run = _from_report(argv, self.where, deadline, report)
+        if run.status == SHELL_NOT_FOUND:
+            # A shell in the template could not find the program: the image lacks it.
+            stderr = run.stderr.decode(errors="replace").strip()
+            run = dataclasses.replace(run, status=None, error=f"exit status 127 (the shell's 'not found'): {stderr}")
+        if run.error:
+            run = dataclasses.replace(run, error=f"{run.error}\n{self.setting()}")
+        return run
+
+    def setting(self) -> str:
+        """Where the client ran, for an explanation of why it could not."""
+        roles = {self.workdir: "the working directory", str(self.ca_dir): "the CA's directory"}
+        mounted = ", ".join(f"{path} ({roles[path]})" if path in roles else path for path in self.mounts) or "nothing"
+        lines = [
+            f"It ran in a container of the image {self.image}, next to the suite's DNS server (the DNS scenarios need "
+            f"that), working directory {self.workdir or THE_IMAGES_OWN}.",
+            f"Mounted from this machine, read-only at the same paths: {mounted}.",
+        ]
+        if self.not_mounted:
+            lines.append(
+                f"Not mounted: {', '.join(self.not_mounted)} (system paths, or missing here): the image's own are used."
+            )
+        if self.image_option:
+            lines.append(
+                "If the image lacks what the command needs (its interpreter, its libraries), give "
+                "--client-cmd-image IMAGE: an image that has them, and python3 (the suite times the client with it)."
+            )
+        return "\n".join(lines)
 
     def dns_queries(self) -> list[str]:
         """Every query the suite's DNS server has logged from this client's address."""
@@ -220,24 +269,109 @@ def _first_base() -> str:
     return next(iter(load_bases()))
 
 
+def _template_paths(spec: ClientSpec) -> list[str]:
+    """Every absolute path the templates name, in order, once each."""
+    found: list[str] = []
+    for template in spec.templates.values():
+        for word in shlex.split(template):
+            for piece in word.replace("=", " ").split():
+                if piece.startswith("/") and "{" not in piece and piece not in found:
+                    found.append(piece)
+    return found
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
 def _paths_to_mount(spec: ClientSpec, ca_dir: Path) -> list[str]:
     """The working directory, the CA's, and every absolute path a template
     names (its directory, for a file), at the same place inside."""
     found = {os.getcwd(), str(ca_dir), *spec.env.get("PYTHONPATH", "").split(os.pathsep)}
-    for template in spec.templates.values():
-        for word in shlex.split(template):
-            for piece in word.replace("=", " ").split():
-                if piece.startswith("/") and "{" not in piece and Path(piece).exists():
-                    found.add(str(Path(piece).parent if Path(piece).is_file() else Path(piece)))
+    for piece in _template_paths(spec):
+        if Path(piece).exists():
+            found.add(str(Path(piece).parent if Path(piece).is_file() else Path(piece)))
     usable = {p for p in found if p and p != "/" and not p.startswith(SYSTEM_PATHS)}
     # A directory inside another one mounted already comes with it.
     return sorted(p for p in usable if not any(p != q and p.startswith(q.rstrip("/") + "/") for q in usable))
 
 
 def command(
-    spec: ClientSpec, feature: str | None, placement: Placement, *, host: str, port: int | str, cmd: str
+    spec: ClientSpec,
+    feature: str | None,
+    placement: Placement,
+    *,
+    host: str,
+    port: int | str,
+    cmd: str,
+    edit: Callable[[str], str] | None = None,
 ) -> list[str]:
     template = spec.template(feature)
     assert template is not None
+    if edit is not None:
+        template = edit(template)
     ca = str(placement.ca_dir / "ca.pem") if placement.ca_dir else ""
     return fill(template, host=host, port=str(port), ca=ca, cmd=cmd.split(" "))
+
+
+# ---- usage errors a template can be made to give (CH-CLIENT-13) ---------------------------
+
+UNKNOWN_FLAG = "--sockspec-no-such-flag"
+
+
+def _sample(template: str) -> list[str]:
+    """The template filled with recognisable values, to compare an edit with."""
+    return fill(template, host="sockspec-host", port="4481", ca="/sockspec/ca.pem", cmd=["SOCKSPEC-CMD"])
+
+
+def with_unknown_flag(template: str) -> str:
+    """The template with an unknown flag before its first argument: the word
+    that carries {host}, {port} or {cmd}, or the flag just before it (which may
+    take that word as its value). ValueError with the reason when that leaves
+    no word of its own for the flag."""
+    found = [template.find(name) for name in ("{host}", "{port}", "{cmd}") if name in template]
+    if not found:
+        raise ValueError("the template names none of {host}, {port}, {cmd}")
+    start = _word_start(template, min(found))
+    flag = _word_start(template, len(template[:start].rstrip()))
+    if template[flag:start].startswith("-"):
+        start = flag
+    if not template[:start].strip():
+        raise ValueError(f"the template starts with its first argument ({template!r}): no program to give a flag")
+    edited = f"{template[:start]}{UNKNOWN_FLAG} {template[start:]}"
+    before, after = _sample(template), _sample(edited)
+    own_word = after.count(UNKNOWN_FLAG) == 1 and [w for w in after if w != UNKNOWN_FLAG] == before
+    in_a_script = [w.replace(f"{UNKNOWN_FLAG} ", "", 1) for w in after] == before and any(
+        f" {UNKNOWN_FLAG} " in f" {w}" and " " in w.replace(f"{UNKNOWN_FLAG} ", "", 1) for w in after
+    )
+    if not (own_word or in_a_script):
+        raise ValueError(f"the template's first argument is inside a word ({template!r}): no place for a flag")
+    return edited
+
+
+def _word_start(text: str, at: int) -> int:
+    while at > 0 and not text[at - 1].isspace():
+        at -= 1
+    return at
+
+
+def without_command(template: str) -> str:
+    """The template without {cmd}: the client gets no COMMAND. ValueError with
+    the reason when {cmd} is not a word (or quoted word) of its own."""
+    if template.count("{cmd}") != 1:
+        raise ValueError("the template does not name {cmd} exactly once")
+    for quoted in ("'{cmd}'", '"{cmd}"', "{cmd}"):
+        at = template.find(quoted)
+        if at >= 0:
+            break
+    end = at + len(quoted)
+    alone = (at == 0 or template[at - 1].isspace()) and (end == len(template) or template[end].isspace())
+    if not alone:
+        raise ValueError(f"{{cmd}} is part of a word of the template ({template!r}): it cannot be left out alone")
+    edited = template[:at] + template[end:]
+    before, after = _sample(template), _sample(edited)
+    dropped = [w for w in before if w != "SOCKSPEC-CMD"]
+    in_a_script = [w for w in " ".join(before).split() if w != "SOCKSPEC-CMD"] == " ".join(after).split()
+    if after != dropped and not in_a_script:
+        raise ValueError(f"leaving {{cmd}} out of {template!r} changes more than the command")
+    return edited

@@ -4,6 +4,7 @@ suite's servers, and judge what it did with the bytes on the wire beside it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -158,10 +159,12 @@ class ClientUnderTest:
         port: int | str | None = None,
         starttls_pause: float = 0.0,
         starttls_refusal: bytes | None = None,
+        edit: Callable[[str], str] | None = None,
     ) -> Scenario:
         """Start a server running ``script``, run the client against it, and
         wait for the server's side to end. ``limit``: the longest a correct
-        client may take; it is killed at ``limit`` + a margin."""
+        client may take; it is killed at ``limit`` + a margin. ``edit``
+        changes the client's template first (a usage error of CH-CLIENT-13)."""
         placement = placement or self.placement
         context = self.certs.server_context(tls, tls_1_1_only=tls_1_1_only) if tls else None
         deadline = limit + RUN_MARGIN
@@ -178,7 +181,7 @@ class ClientUnderTest:
         queries_before = len(contained.dns_queries()) if contained is not None else 0
         with server:
             port = server.port if port is None else port
-            argv = command(self.spec, feature, placement, host=host or placement.name, port=port, cmd=cmd)
+            argv = command(self.spec, feature, placement, host=host or placement.name, port=port, cmd=cmd, edit=edit)
             run = placement.run(self.spec, argv, deadline)
             server.finished(5.0)
         queries = contained.dns_queries()[queries_before:] if contained is not None else None

@@ -14,6 +14,12 @@ Last octet of the /24 (bits):
     10xx xxxx  .128-.175 client containers (one per worker and client image)
     1011 xxxx  .176-.191 never assigned: connecting fails after ARP gives up (~3 s)
     11xx xxxx  .200      the DNS server: nothing listens on TCP, so connects are refused
+
+A name with both families cannot put its A record first that way: glibc's
+default table (RFC 3484) gives every IPv6 destination but ::1 precedence 40
+and IPv4 10, other implementations (RFC 6724) give a unique-local one 3 and
+IPv4 35. Only ::1 comes first for all of them (50), so the dual-stack name's
+refusing address is ::1: the client's own loopback, where nothing listens.
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ DEAD_FIRST = f"dead-first.{ZONE}"  # A: unassigned, then good
 ALL_DEAD = f"all-dead.{ZONE}"  # A: eight unassigned addresses
 NONE_REACHABLE = f"none-reachable.{ZONE}"  # A: refusing, unassigned
 V6_ONLY = f"v6-only.{ZONE}"  # AAAA: good
-DUAL = f"dual.{ZONE}"  # A: refusing; AAAA: good
+DUAL = f"dual.{ZONE}"  # AAAA: ::1, refusing (see above); A: good
 NO_ADDRESS = f"no-address.{ZONE}"  # in the zone, with no A or AAAA record
 MISSING = f"missing.{ZONE}"  # NXDOMAIN
+SERVFAIL = f"servfail.{ZONE}"  # every query answered SERVFAIL: the resolver fails (EAI_AGAIN)
 NAMES = (GOOD, REFUSED_FIRST, DEAD_FIRST, ALL_DEAD, NONE_REACHABLE, V6_ONLY, DUAL)  # the ones with addresses
 
 CLIENT_SLOTS = 48
+LOOPBACK6 = "::1"
 DEAD_COUNT = 8
 
 
@@ -74,7 +82,9 @@ class AddressPlan:
         return [self._host(176 + index) for index in range(count)]
 
     def zone(self) -> dict[str, list[list[str]]]:
-        """Every name with its records, in answer order (as the DNS server takes it)."""
+        """Every name with its records, in answer order (as the DNS server takes
+        it). A record ["RCODE", "SERVFAIL"] makes every answer for the name that
+        failure instead."""
         records: dict[str, list[list[str]]] = {
             GOOD: [["A", self.gateway]],
             REFUSED_FIRST: [["A", self.dns], ["A", self.gateway]],
@@ -82,11 +92,12 @@ class AddressPlan:
             ALL_DEAD: [["A", address] for address in self.dead(DEAD_COUNT)],
             NONE_REACHABLE: [["A", self.dns], ["A", self.dead()[0]]],
             NO_ADDRESS: [],
+            SERVFAIL: [["RCODE", "SERVFAIL"]],
         }
         if self.gateway6:
             records[V6_ONLY] = [["AAAA", self.gateway6]]
-            records[DUAL] = [["A", self.dns], ["AAAA", self.gateway6]]
+            records[DUAL] = [["AAAA", LOOPBACK6], ["A", self.gateway]]
         return {f"{name}.": value for name, value in records.items()}
 
     def expected_order(self, name: str) -> list[str]:
-        return [address for _, address in self.zone()[f"{name}."]]
+        return [address for kind, address in self.zone()[f"{name}."] if kind in ("A", "AAAA")]

@@ -93,10 +93,10 @@ def _ipv4_only() -> None:
     socket.getaddrinfo = getaddrinfo
 
 
-@_mutant("first-address-only", ("CH-CLIENT-2",))
+@_mutant("first-address-only", ("CH-CLIENT-1", "CH-CLIENT-2"))
 def _first_address_only() -> None:
     """Tries only the first address the resolver returns: when that attempt fails (refused, unreachable,
-    timed out), it exits 4 although other addresses remain."""
+    timed out), it exits 4 although other addresses remain (of the same family or of the other one)."""
     from reference_client import connect as connecting
 
     reference = connecting.connect
@@ -161,6 +161,40 @@ def _dns_failure_is_connect_failure() -> None:
     """Reports a failed resolution (NXDOMAIN, no address, resolver error) as a connect failure: exit 4
     instead of 3."""
     _report_failure_as("resolve", wrong="CONNECT", instead="DNS")
+
+
+@_mutant("temporary-dns-failure-is-connect-failure", ("CH-CLIENT-5",))
+def _temporary_dns_failure_is_connect_failure() -> None:
+    """Takes a temporary resolver failure (EAI_AGAIN: the DNS server answered SERVFAIL, or not at all) for a
+    network problem: exit 4 instead of 3. NXDOMAIN and a name without addresses still exit 3."""
+    import socket
+
+    from reference_client import connect as connecting
+    from reference_client.status import ClientFailure, Exit
+
+    real = socket.getaddrinfo
+    temporary: list[BaseException] = []
+
+    def getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return real(*args, **kwargs)
+        except socket.gaierror as error:
+            if error.errno == socket.EAI_AGAIN:
+                temporary.append(error)
+            raise
+
+    socket.getaddrinfo = getaddrinfo
+    reference = connecting.resolve
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return reference(*args, **kwargs)
+        except ClientFailure as failure:
+            if failure.status != Exit.DNS or not temporary:
+                raise
+            raise ClientFailure(Exit.CONNECT, failure.message) from None
+
+    connecting.resolve = resolve
 
 
 @_mutant("refused-is-a-timeout", ("CH-CLIENT-6",))
@@ -251,6 +285,19 @@ def _accepts_malformed_reply() -> None:
 
     replies.parse_response = parse_response
     replies._VIABLE_LINE = re.compile(rb"")  # no refusal before the LF either
+
+
+@_mutant("ignores-unknown-flags", ("CH-CLIENT-13",))
+def _ignores_unknown_flags() -> None:
+    """Parses its flags with parse_known_args and drops what it does not know: a misspelt or unknown flag
+    is ignored and the client connects, instead of exiting 2. Bad ports and missing arguments still exit 2."""
+    from reference_client import cli
+
+    def parse_args(self: Any, args: Any = None, namespace: Any = None) -> Any:
+        known, _unknown = self.parse_known_args(args, namespace)
+        return known
+
+    cli._Parser.parse_args = parse_args  # type: ignore[assignment]
 
 
 # ---- TLS (CH-CLIENT-14 to CH-CLIENT-18) ------------------------------------------------------
