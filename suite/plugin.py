@@ -11,13 +11,12 @@ that names no target.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import shlex
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,25 +24,20 @@ import pytest
 from hypothesis import configuration as hypothesis_configuration
 from hypothesis import settings as hypothesis_settings
 
-from . import configuration, preflight, reaper, requirements
+from . import configuration, fixtures, preflight, reaper, requirements
 from .area_by_area import AreaByArea
-from .certs import make_certificates
-from .clients.certs import make_client_certificates
-from .clients.under_test import ClientUnderTest
-from .clients.zone import NAMES as ZONE_NAMES
 from .configuration import RunSettings, UsageProblem
 from .docker import lifecycle
-from .docker.environment import DockerEnvironment
+from .fixtures import CLIENT_FEATURES, MEASUREMENTS, TARGET_VIEWS
 from .judge import CheckEnding, judge
 from .options import SHARED
 from .outcome import CheckOutcome
-from .probe import Measurement
 from .report import terminal
 from .report.collect import RESULTS, USER_PROPERTY, ResultCollector
 from .report.explain import failures_text
 from .report.roots import area_rank
+from .run_state import STATE, RunState, ids_of, is_check, state_of, target_of
 from .targets.base import Target
-from .targets.factory import TargetPool
 from .verdicts import Verdict
 
 # ---- options and set-up ----------------------------------------------------------------------
@@ -56,22 +50,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sockspec-strict", action="store_true", help="SHOULDs fail the run too (also: --strict)")
     # `sockspec run` has already started each target once, and explained any that did not answer.
     group.addoption("--sockspec-preflight-done", action="store_true", help=argparse.SUPPRESS)
-
-
-@dataclasses.dataclass
-class RunState:
-    """The run as this process sees it (the controller, or one xdist worker)."""
-
-    settings: RunSettings
-    docker: DockerEnvironment | None = None
-    docker_reason: str = ""  # why there is no Docker for the DNS scenarios
-    groups_dir: Path | None = None  # the controller's record of every process group (reaper)
-    scratch: Path | None = None  # Hypothesis's files for this run, removed at its end
-    previous_handlers: dict[int, Any] = dataclasses.field(default_factory=dict)  # put back at the end (pytester)
-    previous_hypothesis: tuple[Any, Any] | None = None
-
-
-STATE = pytest.StashKey[RunState]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -92,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(settings)
     config.stash[STATE] = state
     config.pluginmanager.register(ResultCollector(config, lambda: config.stash[STATE]), "sockspec-results")
+    config.pluginmanager.register(fixtures, "sockspec-fixtures")
     if not settings.has_target:
         return
     state.previous_handlers = reaper.interrupts_unwind()
@@ -159,37 +138,25 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(state.scratch, ignore_errors=True)
 
 
-def _state(config: pytest.Config) -> RunState:
-    return config.stash[STATE]
-
-
-def _ids(item: pytest.Item) -> list[str]:
-    return [i for mark in item.iter_markers("requirement") for i in mark.args]
-
-
-def _is_check(item: pytest.Item) -> bool:
-    return bool(_ids(item))
-
-
 # ---- collection ------------------------------------------------------------------------------
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not metafunc.definition.get_closest_marker("requirement"):
         return
-    settings = _state(metafunc.config).settings
+    settings = state_of(metafunc.config).settings
     for fixture, names in (("target_name", list(settings.specs)), ("client_name", list(settings.clients))):
         if fixture in metafunc.fixturenames:
             metafunc.parametrize(fixture, names, ids=names, scope="session")
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    checks = [item for item in items if _is_check(item)]
+    checks = [item for item in items if is_check(item)]
     if not checks:
         return
-    settings = _state(config).settings
+    settings = state_of(config).settings
     for item in checks:
-        for requirement_id in _ids(item):
+        for requirement_id in ids_of(item):
             try:
                 requirements.get(requirement_id)
             except KeyError as error:
@@ -201,162 +168,22 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             returncode=2,
         )
     # A check meant for servers has nothing to run against in a clients-only run, and the reverse.
-    keep = [item for item in items if not _is_check(item) or _target_of(item) is not None]
+    keep = [item for item in items if not is_check(item) or target_of(item) is not None]
     if settings.only:
         keep = [
             item
             for item in keep
-            if not _is_check(item) or any(configuration.matches(i, settings.only) for i in _ids(item))
+            if not is_check(item) or any(configuration.matches(i, settings.only) for i in ids_of(item))
         ]
-        if not any(_is_check(item) for item in keep):
+        if not any(is_check(item) for item in keep):
             pytest.exit(f"sockspec: --only {','.join(settings.only)} selects no check for these targets", returncode=2)
     deselected = [item for item in items if item not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
     # The spec's order of areas (pytest's own is the modules' names): FRAME first, as a
     # server is built, and so that --area-by-area can stop after the first area with a FAIL.
-    keep.sort(key=lambda item: area_rank(requirements.get(_ids(item)[0]).area) if _is_check(item) else -1)
+    keep.sort(key=lambda item: area_rank(requirements.get(ids_of(item)[0]).area) if is_check(item) else -1)
     items[:] = keep
-
-
-def _target_of(item: pytest.Item) -> str | None:
-    params = item.callspec.params if hasattr(item, "callspec") else {}
-    for fixture in ("target_name", "client_name"):
-        if isinstance(params.get(fixture), str):
-            return str(params[fixture])
-    return None
-
-
-# ---- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def sockspec_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TargetPool]:
-    state = _state(request.config)
-    settings = state.settings
-    certs = make_certificates(tmp_path_factory.mktemp("certs"))
-    pool = TargetPool(
-        settings.specs,
-        certs,
-        settings.overrides,
-        timeout=settings.timeout,
-        ready_timeout=settings.ready_timeout,
-        docker=state.docker,
-    )
-    yield pool
-    pool.close()
-
-
-@pytest.fixture(scope="session")
-def target_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def target(request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_name: str) -> Iterator[Target]:
-    """The shared instance of the target, with this check's own connections."""
-    shared = sockspec_pool.shared(target_name)
-    view = dataclasses.replace(shared, probes=[])
-    request.node.stash[TARGET_VIEWS] = [view]
-    _require_features(request, view)
-    yield view
-    view.close_probes()
-
-
-@pytest.fixture
-def fresh_target(
-    request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_name: str
-) -> Iterator[Callable[..., contextlib.AbstractContextManager[Target]]]:
-    """Start a separate instance: ``with fresh_target(idle=1.0, why=...) as t``."""
-
-    @contextlib.contextmanager
-    def start(idle: float | None = None, why: str = "") -> Iterator[Target]:
-        kwargs: dict[str, Any] = {"why": why} if idle is None else {"idle": idle, "why": why}
-        with sockspec_pool.fresh(target_name, **kwargs) as instance:
-            request.node.stash.setdefault(TARGET_VIEWS, []).append(instance)
-            _require_features(request, instance)
-            yield instance
-
-    yield start
-
-
-@pytest.fixture(scope="session")
-def sockspec_clients(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ClientUnderTest]]:
-    """Every client under test, with the certificates its scenarios show it."""
-    state = _state(request.config)
-    settings = state.settings
-    # The good chain is valid for every name and address that leads to the suite's
-    # servers, so that a TLS client's DNS scenarios are about DNS only.
-    names = ["localhost", "127.0.0.1", "::1", *ZONE_NAMES]
-    plan = state.docker.plan if state.docker is not None else None
-    if plan is not None:
-        names += [address for address in (plan.gateway, plan.gateway6) if address]
-    certs = make_client_certificates(tmp_path_factory.mktemp("client-certs"), names)
-    worker = request.config.workerinput.get("workerid", "gw0") if hasattr(request.config, "workerinput") else "gw0"
-    base_slot = int(worker.removeprefix("gw") or 0) * len(settings.clients)
-    reason = state.docker_reason or ("--no-dns was given" if not settings.dns else "Docker is not set up")
-    clients = {
-        name: ClientUnderTest(spec, certs, state.docker, reason, base_slot + index)
-        for index, (name, spec) in enumerate(settings.clients.items())
-    }
-    yield clients
-    for client in clients.values():
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def client_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def client(
-    request: pytest.FixtureRequest, sockspec_clients: dict[str, ClientUnderTest], client_name: str
-) -> ClientUnderTest:
-    """The client under test; its scenarios run it against the suite's servers."""
-    under_test = sockspec_clients[client_name]
-    for requirement_id in _ids(request.node):
-        for feature in requirements.get(requirement_id).features:
-            if under_test.spec.template(feature) is None:
-                pytest.skip(
-                    f"UNSUPPORTED: the client offers no '{feature}' (give --client-cmd-for {feature}=TEMPLATE"
-                    + (", or use {ca} in --client-cmd" if feature == "tls" else "")
-                    + ")"
-                )
-    request.node.stash[CLIENT_FEATURES] = under_test.spec.features()
-    return under_test
-
-
-@pytest.fixture
-def measure(request: pytest.FixtureRequest) -> Callable[..., None]:
-    """Record a measurement (shown in the report; verdict INFO for informational checks)."""
-
-    def record(name: str, value: float, unit: str, note: str = "") -> None:
-        request.node.stash.setdefault(MEASUREMENTS, []).append(Measurement(name, value, unit, note))
-
-    return record
-
-
-@pytest.fixture
-def seed(request: pytest.FixtureRequest) -> int:
-    return _state(request.config).settings.seed
-
-
-TARGET_VIEWS = pytest.StashKey[list[Target]]()
-CLIENT_FEATURES = pytest.StashKey[list[str]]()  # the features a client has a command for
-MEASUREMENTS = pytest.StashKey[list[Measurement]]()
-
-
-def _require_features(request: pytest.FixtureRequest, target: Target) -> None:
-    for requirement_id in _ids(request.node):
-        for feature in requirements.get(requirement_id).features:
-            if not target.declared.has(feature):
-                declared = ",".join(sorted(target.declared.features)) or "none"
-                pytest.skip(
-                    f"UNSUPPORTED: the target does not declare the optional feature '{feature}' (features={declared})"
-                )
 
 
 # ---- one outcome per check -------------------------------------------------------------------
@@ -366,10 +193,10 @@ def _require_features(request: pytest.FixtureRequest, target: Target) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
-    ids = _ids(item)
+    ids = ids_of(item)
     if not ids or report.when == "teardown" or (report.when == "setup" and report.passed):
         return
-    settings = _state(item.config).settings
+    settings = state_of(item.config).settings
     views = item.stash.get(TARGET_VIEWS, [])
     error = call.excinfo.value if call.excinfo is not None else None
     rerun = rerun_line(item, settings, ids)
@@ -389,7 +216,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     )
     check = CheckOutcome(
         nodeid=item.nodeid,
-        target=_target_of(item) or "?",
+        target=target_of(item) or "?",
         ids=ids,
         verdict=judged.verdict,
         detail=judged.detail,
@@ -462,7 +289,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     targets = config.stash.get(RESULTS, None)
     if not targets:
         return
-    settings = _state(config).settings
+    settings = state_of(config).settings
     collector = config.pluginmanager.get_plugin("sockspec-results")
     assert isinstance(collector, ResultCollector)
     facts = collector.facts

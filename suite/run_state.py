@@ -1,0 +1,51 @@
+"""What the plugin and its fixtures share about the run, as this process
+sees it (the controller, or one xdist worker), and how a check names its
+requirements and target."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .configuration import RunSettings
+from .docker.environment import DockerEnvironment
+
+
+@dataclasses.dataclass
+class RunState:
+    """The run as this process sees it (the controller, or one xdist worker)."""
+
+    settings: RunSettings
+    docker: DockerEnvironment | None = None
+    docker_reason: str = ""  # why there is no Docker for the DNS scenarios
+    groups_dir: Path | None = None  # the controller's record of every process group (reaper)
+    scratch: Path | None = None  # Hypothesis's files for this run, removed at its end
+    previous_handlers: dict[int, Any] = dataclasses.field(default_factory=dict)  # put back at the end (pytester)
+    previous_hypothesis: tuple[Any, Any] | None = None
+
+
+STATE = pytest.StashKey[RunState]()
+
+
+def state_of(config: pytest.Config) -> RunState:
+    return config.stash[STATE]
+
+
+def ids_of(item: pytest.Item) -> list[str]:
+    return [i for mark in item.iter_markers("requirement") for i in mark.args]
+
+
+def is_check(item: pytest.Item) -> bool:
+    return bool(ids_of(item))
+
+
+def target_of(item: pytest.Item) -> str | None:
+    """The target or client a check is parametrised with."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    for fixture in ("target_name", "client_name"):
+        if isinstance(params.get(fixture), str):
+            return str(params[fixture])
+    return None
