@@ -1,11 +1,11 @@
 """The pytest plugin (entry point ``sockspec``): options, the run's set-up,
-targets and clients as fixtures, and one CheckOutcome per check.
+collection, and one CheckOutcome per check.
 
 Each job beside it has its own module: reading and checking options
-(configuration), the first contact with each target (preflight), verdicts
-(judge), Docker (docker.lifecycle), stray process groups (reaper), results
-and reports (report.collect, report.terminal). It is inert in any pytest run
-that names no target.
+(configuration), the first contact with each target (preflight), the
+fixtures checks use (fixtures), verdicts (judge), Docker (docker.lifecycle),
+stray process groups (reaper), results and reports (report.collect,
+report.terminal). It is inert in any pytest run that names no target.
 """
 
 from __future__ import annotations
