@@ -57,6 +57,12 @@ class Reply:
         """BUSY, TOOLONG, TIMEOUT or SHUTDOWN: a close follows."""
         return self.code in FINAL_ERRORS
 
+    @property
+    def is_final(self) -> bool:
+        """A final message (a final -ERR, or +BYE to QUIT): the close that follows
+        is no truncation, even with later requests unanswered (section 17)."""
+        return self.is_final_error or self.payload == b"+BYE"
+
 
 def parse_response(payload: bytes) -> Reply:
     """Classify one response (without CRLF); a protocol error if it matches nothing."""

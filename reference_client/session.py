@@ -156,7 +156,7 @@ def exchange(
     The read timeout runs from the last byte that moved either way; while a
     SLEEP's reply is awaited it is extended by the time the SLEEP asked for.
     Raises ClientFailure for a timeout (5) or a truncated or malformed reply (7).
-    A final -ERR message ends the exchange early when the server then closes.
+    A final message (a final -ERR, or +BYE) ends the exchange early when the server then closes.
     """
     encode = encode_frame if framed else encode_line
     reader = FrameReader() if framed else LineReader()
@@ -169,7 +169,7 @@ def exchange(
     sent_at: list[float | None] = [None] * len(requests)  # when each request's last byte went out
     fully_sent = 0  # how many requests have gone out completely
     replies: list[Reply] = []
-    final_error = False
+    final = False
     last_progress = head_since = time.monotonic()
     urgent_sent = False  # for the request at the head of the queue
 
@@ -178,12 +178,12 @@ def exchange(
         if reply is not None:
             replies.append(reply)
             emit(reply)
-            final_error = final_error or reply.is_final_error
+            final = final or reply.is_final
             head_since = time.monotonic()
             urgent_sent = False
             continue
         if channel.eof:
-            if final_error:
+            if final:
                 return replies  # the close that follows a final message
             where = (
                 f"in the middle of a reply ({len(channel.inbuf)} bytes of it: {show(channel.inbuf)})"

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from suite import requirements
-from suite.clients.spec import MAIN, REFERENCE_FLAGS
+from suite.clients.spec import MAIN, REFERENCE_FLAGS, reference_template
 from tests.client_mutants import CLIENT_MUTANTS
 from tests.docker_support import docker_or_skip
 
@@ -42,7 +42,7 @@ def _client_args(program: str) -> list[str]:
     """--client-cmd and --client-cmd-for for a program with the reference client's flags."""
     args: list[str] = []
     for feature, flags in REFERENCE_FLAGS.items():
-        template = f"{program} {flags}{{host}} {{port}} {{cmd}}"
+        template = reference_template(program, flags)  # requests as -c flags: several can be passed
         args += ["--client-cmd", template] if feature == MAIN else ["--client-cmd-for", f"{feature}={template}"]
     return args
 
@@ -72,10 +72,11 @@ def test_a_client_that_speaks_tls_in_every_scenario_passes_too(tmp_path: Path) -
     the DNS, timeout, truncation, framed and urgent scenarios as well."""
     docker_or_skip()
     program = "python3 -m reference_client --tls --ca {ca}"
-    args = ["--client-cmd", f"{program} {{host}} {{port}} {{cmd}}"]
-    args += ["--client-cmd-for", f"framed={program} --framed {{host}} {{port}} {{cmd}}"]
-    args += ["--client-cmd-for", f"urgent={program} --abort-after 150 {{host}} {{port}} {{cmd}}"]
-    args += ["--client-cmd-for", "starttls=python3 -m reference_client --starttls --ca {ca} {host} {port} {cmd}"]
+    args = ["--client-cmd", reference_template(program, "")]
+    args += ["--client-cmd-for", f"framed={reference_template(program, '--framed ')}"]
+    args += ["--client-cmd-for", f"urgent={reference_template(program, '--abort-after 150 ')}"]
+    starttls = reference_template("python3 -m reference_client", "--starttls --ca {ca} ")
+    args += ["--client-cmd-for", f"starttls={starttls}"]
     code, data, tail = _run([*args, "-n", "2"], tmp_path / "report.json")
     (target,) = data["targets"]
     not_passed = {r["id"]: (r["verdict"], r["detail"]) for r in target["results"] if r["verdict"] != "PASS"}

@@ -93,6 +93,13 @@ EXPECTED = {
     "refused-is-a-timeout": ("CH-CLIENT-6",),
     "error-reply-is-success": ("CH-CLIENT-12",),
     "replies-keep-their-crlf": ("CH-CLIENT-11",),
+    "bare-lf-ends-a-reply": ("CH-CLIENT-10",),
+    "frames-read-as-lines-too": ("CH-CLIENT-10",),
+    "final-error-with-pending-is-truncation": ("CH-CLIENT-12",),
+    "bye-close-is-truncation": ("CH-CLIENT-9",),
+    "prints-switch-ok": ("CH-CLIENT-11",),
+    "urgent-on-the-way-out": ("CH-CLIENT-21",),
+    "plaintext-after-refused-starttls": ("CH-CLIENT-19",),
 }
 
 # argv: [-c, TABLE (JSON), MODULE, client args...]. TABLE maps a name to its
@@ -585,3 +592,117 @@ def test_repeats_urgent_byte() -> None:
     assert (mutant.status, mutant.stdout) == (PROTOCOL, b""), mutant
     assert counts[0] == 1
     assert counts[1] >= 2, counts
+
+
+# ---- the verdicts charged where they belong (issue 10) ------------------------------------------
+
+
+def test_bare_lf_ends_a_reply() -> None:
+    with Adversary(answer(b"+PONG\n")) as adv:
+        reference, mutant = both("bare-lf-ends-a-reply", "127.0.0.1", str(adv.port), "PING")
+    assert (reference.status, reference.stdout) == (PROTOCOL, b""), reference
+    assert (mutant.status, mutant.stdout) == (OK, b"+PONG\n"), mutant
+
+
+def framed_then(reply: bytes) -> Handler:
+    """FRAMED and its +OK, one request frame, then ``reply`` as it is, and a close."""
+
+    def handle(conn: socket.socket) -> None:
+        read_line(conn)
+        conn.sendall(b"+OK\r\n")
+        read_exactly(conn, int.from_bytes(read_exactly(conn, 4), "big"))
+        conn.sendall(reply)
+        conn.shutdown(socket.SHUT_WR)
+        wait_for_close(conn)
+
+    return handle
+
+
+def test_frames_read_as_lines_too() -> None:
+    with Adversary(framed_then(b"+PONG\r\n")) as adv:
+        reference, mutant = both("frames-read-as-lines-too", "--framed", "127.0.0.1", str(adv.port), "PING")
+    assert (reference.status, reference.stdout) == (PROTOCOL, b""), reference
+    assert (mutant.status, mutant.stdout) == (OK, b"+PONG\n"), mutant
+
+
+def test_prints_switch_ok() -> None:
+    with Adversary(framed_then(frame(b"+PONG"))) as adv:
+        reference, mutant = both("prints-switch-ok", "--framed", "127.0.0.1", str(adv.port), "PING")
+    assert (reference.status, reference.stdout) == (OK, b"+PONG\n"), reference
+    assert (mutant.status, mutant.stdout) == (OK, b"+OK\n+PONG\n"), mutant
+
+
+def test_final_error_with_pending_is_truncation() -> None:
+    with Adversary(answer(b"-ERR SHUTDOWN going away\r\n")) as adv:
+        args = ("-c", "PING", "-c", "PING", "127.0.0.1", str(adv.port))
+        reference, mutant = both("final-error-with-pending-is-truncation", *args)
+    assert (reference.status, reference.stdout) == (ERROR_REPLY, b"-ERR SHUTDOWN going away\n"), reference
+    assert mutant.status == PROTOCOL, mutant
+
+
+def test_bye_close_is_truncation() -> None:
+    with Adversary(answer(b"+BYE\r\n")) as adv:
+        reference, mutant = both("bye-close-is-truncation", "-c", "QUIT", "-c", "PING", "127.0.0.1", str(adv.port))
+    assert (reference.status, reference.stdout) == (OK, b"+BYE\n"), reference
+    assert mutant.status == PROTOCOL, mutant
+
+
+def abort_and_count_urgent_bytes(counts: list[int]) -> Handler:
+    """Read the SLEEP, answer -ERR ABORTED at its first urgent byte, and count
+    urgent bytes until the client closes."""
+
+    def handle(conn: socket.socket) -> None:
+        read_line(conn)
+        conn.setblocking(False)
+        count = 0
+        deadline = time.monotonic() + IO_TIMEOUT
+        while (left := deadline - time.monotonic()) > 0:
+            readable, _, urgent = select.select([conn], [], [conn], left)
+            if urgent:
+                try:
+                    count += len(conn.recv(1, socket.MSG_OOB))
+                except OSError:  # EINVAL: read already
+                    pass
+                if count == 1:
+                    conn.sendall(b"-ERR ABORTED sleep aborted\r\n")
+            if readable:
+                try:
+                    if not conn.recv(4096):
+                        break
+                except BlockingIOError:  # only urgent data was pending
+                    pass
+                except OSError:
+                    break
+        counts.append(count)
+
+    return handle
+
+
+def test_urgent_on_the_way_out() -> None:
+    counts: list[int] = []
+    with Adversary(abort_and_count_urgent_bytes(counts)) as adv:
+        args = ("--abort-after", "100", "127.0.0.1", str(adv.port), "SLEEP", "5000")
+        reference, mutant = both("urgent-on-the-way-out", *args)
+    assert (reference.status, reference.stdout) == (ERROR_REPLY, b"-ERR ABORTED sleep aborted\n"), reference
+    assert (mutant.status, mutant.stdout) == (ERROR_REPLY, b"-ERR ABORTED sleep aborted\n"), mutant
+    assert counts == [1, 2]  # the mutant's second one after the reply
+
+
+def test_plaintext_after_refused_starttls(trust: Trust) -> None:
+    after: list[bytes] = []
+
+    def refuse(conn: socket.socket) -> None:
+        assert read_line(conn) == b"STARTTLS\r\n"
+        conn.sendall(b"-ERR UNKNOWN no TLS here\r\n")
+        data = conn.recv(4096)  # b"" for the close that should come
+        after.append(data)
+        if data:
+            conn.sendall(b"+PONG\r\n")
+        wait_for_close(conn)
+
+    with Adversary(refuse) as adv:
+        args = ("--starttls", "--ca", trust.ca_file, "localhost", str(adv.port), "PING")
+        reference, mutant = both("plaintext-after-refused-starttls", *args)
+    assert (reference.status, reference.stdout) == (ERROR_REPLY, b"-ERR UNKNOWN no TLS here\n"), reference
+    assert (mutant.status, mutant.stdout) == (ERROR_REPLY, b"-ERR UNKNOWN no TLS here\n+PONG\n"), mutant
+    assert after == [b"", b"PING\r\n"]  # the mutant's request, in plaintext

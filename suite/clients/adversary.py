@@ -52,6 +52,7 @@ class Exchange:
     request_at: float | None = None  # monotonic time the last request was complete
     closed_at: float | None = None  # monotonic time the client's FIN or RST arrived
     urgent_at: list[float] = field(default_factory=list)  # monotonic times of urgent bytes
+    replied_at: float | None = None  # monotonic time the last reply was sent
     problems: list[str] = field(default_factory=list)  # protocol breaches the server noticed
     error: str = ""  # the script's own failure (a harness problem)
 
@@ -156,24 +157,44 @@ class Session:
     def watch_urgent(self, limit: float) -> None:
         """Watch for urgent bytes for ``limit`` seconds (normal bytes are kept
         for request())."""
+        self._watch(limit, read_stream=False)
+
+    def watch_urgent_until_close(self, limit: float) -> None:
+        """Watch for urgent bytes, and read (and record) the normal stream, until
+        the client closes or ``limit`` seconds pass: what a client sends once it
+        has its reply, up to its close."""
+        self._watch(limit, read_stream=True)
+
+    def _watch(self, limit: float, *, read_stream: bool) -> None:
         end = time.monotonic() + limit
         poller = select.poll()
-        poller.register(self.sock.fileno(), select.POLLPRI)
+        poller.register(self.sock.fileno(), select.POLLPRI | (select.POLLIN if read_stream else 0))
         while (left := end - time.monotonic()) > 0:
-            events = poller.poll(left * 1000)
-            if not events:
-                continue
-            if not events[0][1] & select.POLLPRI:
-                return  # hung up or failed (poll reports those unasked): no urgent byte can follow
-            # A plain socket object over the same descriptor: SSLSocket refuses MSG_OOB.
-            with socket.socket(fileno=os.dup(self.sock.fileno())) as plain:
-                plain.setblocking(False)
+            pending_tls = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+            events = [] if pending_tls else poller.poll(left * 1000)
+            flags = events[0][1] if events else 0
+            if flags & select.POLLPRI:
+                self._take_urgent()
+            if read_stream and (pending_tls or flags & (select.POLLIN | select.POLLHUP | select.POLLERR)):
                 try:
-                    byte = plain.recv(1, socket.MSG_OOB)
-                except (BlockingIOError, OSError):
-                    continue
-            self.exchange.urgent_at.append(time.monotonic())
-            self.exchange.transcript.add("RX-URGENT", byte)
+                    self.buffer += self._receive(min(0.05, max(0.001, end - time.monotonic())))
+                except ClientGone:
+                    if self.exchange.closed_at is not None:
+                        return  # the client closed: nothing can follow
+                continue
+            if events and not flags & select.POLLPRI:
+                return  # hung up or failed (poll reports those unasked): no urgent byte can follow
+
+    def _take_urgent(self) -> None:
+        # A plain socket object over the same descriptor: SSLSocket refuses MSG_OOB.
+        with socket.socket(fileno=os.dup(self.sock.fileno())) as plain:
+            plain.setblocking(False)
+            try:
+                byte = plain.recv(1, socket.MSG_OOB)
+            except (BlockingIOError, OSError):
+                return
+        self.exchange.urgent_at.append(time.monotonic())
+        self.exchange.transcript.add("RX-URGENT", byte)
 
     # ---- writing ---------------------------------------------------------------
 
@@ -194,6 +215,7 @@ class Session:
         """One response, encoded for the client's mode."""
         data = FRAME_HEADER.pack(len(payload)) + payload if self.exchange.framed else payload + b"\r\n"
         self.send(data, segment=segment)
+        self.exchange.replied_at = time.monotonic()
 
     def close(self) -> None:
         """A clean close (FIN), after TLS's close_notify."""
@@ -361,14 +383,21 @@ class Adversary:
         session.exchange.mode = "starttls"
         if self.starttls_refusal is not None:
             session.send(self.starttls_refusal + b"\r\n")
-            # After any answer but +OK, a handshake must not start (CH-CLIENT-19). What
-            # follows the STARTTLS line may have arrived with it already.
+            # After any answer but +OK the client sends nothing more: no handshake, and
+            # no request in plaintext (CH-CLIENT-19). What follows the STARTTLS line may
+            # have arrived with it already.
             with contextlib.suppress(ClientGone):
                 while not session.buffer:
                     session.buffer += session._receive(self.linger)
+            if not session.buffer:
+                raise ClientGone("STARTTLS refused, and the client sent nothing more")
             if session.buffer[:1] == b"\x16":
                 session.exchange.problems.append("the client started a TLS handshake although STARTTLS was refused")
-            raise ClientGone("STARTTLS refused")
+                raise ClientGone("STARTTLS refused")
+            session.exchange.problems.append(
+                f"the client sent {bytes(session.buffer[:60])!r} in plaintext although STARTTLS was refused"
+            )
+            return  # served in plaintext, as a server without TLS would: the breach is recorded, not punished twice
         if self.starttls_pause:
             session.send(b"+O")
             # The client must send nothing until the whole +OK has arrived (CH-CLIENT-19).

@@ -3,6 +3,7 @@ one per optional feature it offers, and where it runs."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import string
 from dataclasses import dataclass, field
@@ -76,6 +77,38 @@ def fill(template: str, *, host: str, port: str, ca: str, cmd: list[str]) -> lis
     return shlex.split(template.format(host=host, port=port, ca=ca, cmd=" ".join(cmd)))
 
 
+_WORD = re.compile(r"""(?:[^\s'"]|'[^']*'|"[^"]*")+""")
+
+
+def with_requests(template: str, requests: list[str]) -> str:
+    """The template with several requests in place of its one {cmd}.
+
+    A template takes several when {cmd} is a flag's value: the word before
+    the one holding {cmd} is a flag (``-c {cmd}``, ``-c '{cmd}'``), or that
+    word is a flag itself (``--command={cmd}``). That flag and its value are
+    repeated once per request, in order, with the template's own quoting.
+    ValueError with the reason when the template cannot take several."""
+    words = list(_WORD.finditer(template))
+    holding = [index for index, word in enumerate(words) if "{cmd}" in word.group()]
+    if len(holding) != 1 or template.count("{cmd}") != 1:
+        raise ValueError("the client template has no single {cmd} to repeat for several requests")
+    index = holding[0]
+    word = words[index]
+    if word.group().lstrip("'\"").startswith("-"):
+        start = word.start()
+    elif index > 0 and words[index - 1].group().startswith("-"):
+        start = words[index - 1].start()
+    else:
+        raise ValueError(
+            "the client template takes one request: {cmd} is not the value of a flag "
+            "(write it as -c '{cmd}' or --command='{cmd}' if the client takes several that way)"
+        )
+    segment = template[start : word.end()]
+    escaped = [request.replace("{", "{{").replace("}", "}}") for request in requests]
+    repeated = " ".join(segment.replace("{cmd}", request) for request in escaped)
+    return template[:start] + repeated + template[word.end() :]
+
+
 REFERENCE_FLAGS = {
     MAIN: "",
     "tls": "--tls --ca {ca} ",
@@ -85,10 +118,16 @@ REFERENCE_FLAGS = {
 }
 
 
+def reference_template(program: str, flags: str) -> str:
+    """The reference client's command line for a scenario: the requests as
+    -c flags, so that a scenario can pass several (with_requests)."""
+    return f"{program} {flags}{{host}} {{port}} -c '{{cmd}}'"
+
+
 def reference_spec(image: str | None = None, program: str = "python3 -m reference_client") -> ClientSpec:
     """Our reference client, on this machine (image None) or in its image;
     ``program`` runs something with the same flags instead (a mutant)."""
-    templates = {feature: f"{program} {flags}{{host}} {{port}} {{cmd}}" for feature, flags in REFERENCE_FLAGS.items()}
+    templates = {feature: reference_template(program, flags) for feature, flags in REFERENCE_FLAGS.items()}
     if image is not None:
         return ClientSpec(f"client@{image}", templates, image=image, described=f"--client-image {image}")
     # python3 finds the package through PYTHONPATH, here and in a container with the project mounted.

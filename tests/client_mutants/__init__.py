@@ -287,6 +287,75 @@ def _accepts_malformed_reply() -> None:
     replies._VIABLE_LINE = re.compile(rb"")  # no refusal before the LF either
 
 
+@_mutant("bare-lf-ends-a-reply", ("CH-CLIENT-10",))
+def _bare_lf_ends_a_reply() -> None:
+    """Ends a reply line at its LF whether or not a CR comes before it (readline().rstrip()): "+PONG\\n"
+    is taken for a reply instead of a malformed one."""
+    from reference_client import replies
+
+    reference = replies.LineReader.take
+
+    def take(self: replies.LineReader, buffer: bytearray) -> Any:
+        end = buffer.find(b"\n")
+        if end >= 0 and (end == 0 or buffer[end - 1] != 0x0D):
+            buffer[end:end] = b"\r"  # as if the CR had come
+        return reference(self, buffer)
+
+    replies.LineReader.take = take  # type: ignore[method-assign]
+
+
+@_mutant("frames-read-as-lines-too", ("CH-CLIENT-10",))
+def _frames_read_as_lines_too() -> None:
+    """A lenient framed reader: a reply that starts like a line-mode response (+, -, :, $ or _) is read as a
+    CRLF line instead of as a frame header, so a server that answers in lines after FRAMED is believed."""
+    from reference_client import replies
+
+    reference = replies.FrameReader.take
+    lines = replies.LineReader()
+
+    def take(self: replies.FrameReader, buffer: bytearray) -> Any:
+        if buffer[:1] and bytes(buffer[:1]) in b"+-:$_":
+            return lines.take(buffer)
+        return reference(self, buffer)
+
+    replies.FrameReader.take = take  # type: ignore[method-assign]
+
+
+@_mutant("final-error-with-pending-is-truncation", ("CH-CLIENT-12",))
+def _final_error_with_pending_is_truncation() -> None:
+    """Excuses the server's close after a final -ERR (BUSY, SHUTDOWN...) only when every request has its
+    reply: a final -ERR to the first of two pipelined requests, then the close, exits 7 instead of 1."""
+    from reference_client import replies
+
+    replies.Reply.is_final = property(lambda self: self.payload == b"+BYE")  # type: ignore[method-assign,assignment]
+
+
+@_mutant("bye-close-is-truncation", ("CH-CLIENT-9",))
+def _bye_close_is_truncation() -> None:
+    """Counts only a final -ERR as a final message, not +BYE: QUIT and PING pipelined, +BYE and the server's
+    close exit 7 (a truncation) instead of 0."""
+    from reference_client import replies
+
+    replies.Reply.is_final = property(lambda self: self.is_final_error)  # type: ignore[method-assign,assignment]
+
+
+@_mutant("prints-switch-ok", ("CH-CLIENT-11",))
+def _prints_switch_ok() -> None:
+    """Prints the +OK that answers its own FRAMED or STARTTLS as if it were a reply to a request of the
+    user's: a framed PING prints "+OK" and "+PONG" on two lines instead of "+PONG"."""
+    from reference_client import session
+
+    reference = session.Runner._switch
+
+    def switch(self: session.Runner, channel: session.Channel, command: bytes) -> bool:
+        switched = reference(self, channel, command)
+        if switched:
+            self.out(b"+OK\n")
+        return switched
+
+    session.Runner._switch = switch  # type: ignore[method-assign]
+
+
 @_mutant("ignores-unknown-flags", ("CH-CLIENT-13",))
 def _ignores_unknown_flags() -> None:
     """Parses its flags with parse_known_args and drops what it does not know: a misspelt or unknown flag
@@ -479,3 +548,46 @@ def _repeats_urgent_byte() -> None:
             return False
 
     session.Channel.send_urgent = send_urgent  # type: ignore[method-assign]
+
+
+@_mutant("urgent-on-the-way-out", ("CH-CLIENT-21",))
+def _urgent_on_the_way_out() -> None:
+    """Sends one more urgent byte when its last request is a SLEEP, once the reply has arrived and just
+    before closing ("so that the server surely stops sleeping"): an urgent byte while no SLEEP is pending,
+    the second for a SLEEP its first urgent byte aborted already."""
+    from reference_client import session
+
+    reference = session.exchange
+
+    def exchange(channel: session.Channel, requests: list[session.Request], **kwargs: Any) -> Any:
+        answered = reference(channel, requests, **kwargs)
+        if kwargs.get("abort_after_ms") is not None and requests and requests[-1].is_sleep:
+            channel.send_urgent()
+        return answered
+
+    session.exchange = exchange
+
+
+@_mutant("plaintext-after-refused-starttls", ("CH-CLIENT-19",))
+def _plaintext_after_refused_starttls() -> None:
+    """When STARTTLS is refused with -ERR, prints the error and carries on in plaintext (a STRIPTLS
+    downgrade): its requests go out unencrypted, where nothing more should be sent."""
+    from reference_client import session
+
+    reference_switch = session.Runner._switch
+    reference_upgrade = session.Runner._upgrade
+    refused: list[bytes] = []
+
+    def switch(self: session.Runner, channel: session.Channel, command: bytes) -> bool:
+        if reference_switch(self, channel, command):
+            return True
+        if command != b"STARTTLS":
+            return False
+        refused.append(command)
+        return True  # as if upgraded
+
+    def upgrade(self: session.Runner, channel: session.Channel, context: Any) -> session.Channel:
+        return channel if refused else reference_upgrade(self, channel, context)
+
+    session.Runner._switch = switch  # type: ignore[method-assign]
+    session.Runner._upgrade = upgrade  # type: ignore[method-assign]
