@@ -48,7 +48,11 @@ Exit status:
     7  protocol error: a truncated reply (EOF or reset in the middle of a reply,
        or before every request has its reply) or a malformed one (not section 5)
 
-A failure with status 3 to 7 ends the run at once and decides the status.
+A failure with status 3 to 7 ends the run at once and decides the status. The
+close after +BYE (QUIT's reply, a final message) is no truncation either: the
+requests after QUIT go unanswered and the status is 0 (1 after an -ERR). A
+refused STARTTLS prints its -ERR, exits 1 and sends nothing more: never a
+request in plaintext.
 """
 
 from .cli import main
