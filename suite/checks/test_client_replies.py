@@ -3,14 +3,16 @@
 by its exit status, its output, its timing, and what it sent.
 
 Scenarios with several requests need a template that takes several ({cmd}
-as a flag's value, see suite.clients.spec.with_requests); with one that
-cannot, those checks are UNSUPPORTED with the reason."""
+as a flag's value, see suite.clients.spec.with_requests). With one that
+cannot, those checks are UNSUPPORTED as not applicable, with the reason: a
+client run with one request per process never has a later request
+unanswered, and its other checks still decide its level."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from suite.api import Measure, Unsupported, requirement
+from suite.api import Measure, not_applicable, requirement
 from suite.clients.adversary import Script, Session, answer
 from suite.clients.spec import with_requests
 from suite.clients.under_test import ClientUnderTest, Scenario, fresh_token
@@ -28,7 +30,7 @@ def several(client: ClientUnderTest, script: Script, requests: list[str], **opti
     try:
         with_requests(template, requests)
     except ValueError as error:
-        raise Unsupported(f"this check passes {len(requests)} requests: {error}") from None
+        not_applicable(f"this check passes {len(requests)} requests in one run: {error}")
     return client.scenario(script, cmd=requests[0], edit=lambda t: with_requests(t, requests), **options)
 
 
