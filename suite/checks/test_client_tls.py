@@ -33,7 +33,11 @@ def _tls(client: ClientUnderTest, kind: str, *, host: str | None = None, tls_1_1
     if any(exchange.mode == "plain" for exchange in s.exchanges):
         if client.spec.tls_inferred:
             # Its only template takes {ca}, which is no promise of TLS: no TLS offered, nothing to judge.
-            raise Unsupported("the client spoke plaintext (give --client-cmd-for tls=TEMPLATE to insist on TLS)")
+            # Not applicable, not unchecked: a client that speaks no TLS has no TLS requirement to meet.
+            raise Unsupported(
+                "not applicable: the client spoke plaintext, so it offers no TLS"
+                " (give --client-cmd-for tls=TEMPLATE to insist on TLS)"
+            )
         raise s.violation(
             "the client's TLS command spoke plaintext", expected="a TLS handshake", actual="a plaintext request"
         )

@@ -371,6 +371,13 @@ def without_command(template: str) -> str:
     edited = template[:at] + template[end:]
     before, after = _sample(template), _sample(edited)
     dropped = [w for w in before if w != "SOCKSPEC-CMD"]
+    # `-c '{cmd}'`: the flag goes with its value, or the client would see a flag without one.
+    flag = _word_start(template, len(template[:at].rstrip()))
+    if template[flag:at].strip().startswith("-") and "=" not in template[flag:at]:
+        edited = template[:flag] + template[end:]
+        at_flag = before.index("SOCKSPEC-CMD") - 1
+        dropped = [w for i, w in enumerate(before) if w != "SOCKSPEC-CMD" and i != at_flag]
+        after = _sample(edited)
     in_a_script = [w for w in " ".join(before).split() if w != "SOCKSPEC-CMD"] == " ".join(after).split()
     if after != dropped and not in_a_script:
         raise ValueError(f"leaving {{cmd}} out of {template!r} changes more than the command")
