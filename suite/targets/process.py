@@ -13,13 +13,16 @@ suite's own ``poll``/``wait`` stay the only reapers).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import select
 import shlex
 import signal
 import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 from dataclasses import dataclass
@@ -306,7 +309,10 @@ class ServerProcess:
 
     def collect_stdout(self) -> bytes:
         """Everything the target printed besides READY, as far as it has arrived
-        (what came before READY first; the first and last 64 KiB of each part)."""
+        (what came before READY first; the first and last 64 KiB of each part).
+        What is already in the pipe counts as arrived: the drainer is given a
+        moment to take it, so a line printed just before the call is never missed."""
+        self._catch_up()
         with self._lock:
             if self.ready_line is not None:
                 return bytes(self.stdout_extra) + self._scanner.after.value()
@@ -314,6 +320,21 @@ class ServerProcess:
             if self._scanner.ready is not None:  # READY came after the suite took the port
                 text += self._scanner.ready + self._scanner.after.value()
             return text
+
+    def _catch_up(self, deadline: float = STDERR_GRACE) -> None:
+        """Wait (with a deadline) until the drainer has read what the pipe holds now."""
+        if self.process is None or self.process.stdout is None:
+            return
+        until = time.monotonic() + deadline
+        while time.monotonic() < until:
+            try:
+                pending = struct.unpack("i", fcntl.ioctl(self.process.stdout.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+            except (OSError, ValueError):  # closed: the drainer has finished
+                return
+            if not pending:
+                return
+            with self._news:
+                self._news.wait(0.02)
 
     def send_signal(self, signum: int) -> None:
         """To the process the suite started (not its group)."""
