@@ -32,7 +32,7 @@ from reference_client.cli import main as client
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
-from . import configuration, ping, preflight, reaper, requirements
+from . import configuration, image_command, ping, preflight, reaper, requirements
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
@@ -134,6 +134,7 @@ def _parser() -> argparse.ArgumentParser:
     e = commands.add_parser("explain", help="a requirement's text, from PROTOCOL.md")
     e.add_argument("id", metavar="ID", help="a requirement ID, e.g. CH-FRAME-17")
     e.set_defaults(run=explain_requirement)
+    image_command.add_parser(commands)
     return parser
 
 
