@@ -118,29 +118,3 @@ def test_an_interrupted_run_leaves_no_container_or_network(
 
 def _run_containers(engine: object) -> list[object]:
     return engine.containers.list(filters={"label": [f"{docker_engine.PROJECT_LABEL}={docker_engine.PROJECT}"]})  # type: ignore[attr-defined]
-
-
-def test_the_suite_image_checks_a_server_by_address(engine: object) -> None:
-    base = images.load_bases()["bookworm"]
-    suite_image = images.build_suite_image(engine, base, log=lambda line: None)
-    server_image = images.build_server_image(engine, base, log=lambda line: None)
-    run_id = docker_engine.new_run_id()
-    labels = docker_engine.labels(run_id)
-    network = engine.networks.create(f"sockspec-{run_id}", driver="bridge", labels=labels)  # type: ignore[attr-defined]
-    try:
-        server = engine.containers.run(  # type: ignore[attr-defined]
-            server_image, ["evented", "--host", "0.0.0.0", "--port", "4481"],
-            detach=True, network=network.name, labels=labels,
-        )  # fmt: skip
-        server.reload()
-        address = server.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-        output = engine.containers.run(  # type: ignore[attr-defined]
-            suite_image, ["sockspec", "run", "--address", f"{address}:4481", "--only", "CH-CMD-*,CH-FRAME-2"],
-            network=network.name, labels=labels, remove=True,
-        )  # fmt: skip
-        text = bytes(output).decode()
-        verdict_line = text.strip().splitlines()[-1]  # pytest's count: "19 passed, 1 skipped ..."
-        assert " passed" in verdict_line and "failed" not in verdict_line, text[-2000:]
-    finally:
-        docker_engine.sweep(engine, run_id)
-    assert leftovers(engine) == []
