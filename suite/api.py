@@ -14,16 +14,20 @@ import pytest
 from . import requirements
 from .probe import HarnessError, Probe, Unsupported, Violation
 from .targets.base import Target
+from .timeline import Timeline
 
 # The fixtures' types, for annotations in checks.
 FreshTarget = Callable[..., contextlib.AbstractContextManager[Target]]
 Measure = Callable[..., None]
+StartTimeline = Callable[..., Timeline]
 
 __all__ = [
     "FreshTarget",
     "HarnessError",
     "Measure",
     "Probe",
+    "StartTimeline",
+    "Timeline",
     "Unsupported",
     "Violation",
     "fresh_key",

@@ -36,7 +36,9 @@ from . import configuration, image_command, ping, preflight, reaper, requirement
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
+from .report import files, merge, terminal
 from .report.progress import Progress
+from .report.results import exit_code
 from .targets.reference import resolve_architectures
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -121,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--no-client", action="store_true", help="leave the reference client out of the matrix")
     m.add_argument("--json", metavar="FILE", help="write the results (with the matrix) as JSON")
     m.add_argument("--junit", metavar="FILE", help="write JUnit XML, one testcase per requirement and cell")
+    m.add_argument("--html", metavar="DIR", help="write the HTML report: the matrix, a page per cell and per failure")
     m.add_argument("--only", metavar="PATTERN", help="requirement IDs to check")
     m.add_argument("--seed", type=int, help="reproduce a run")
     m.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
@@ -134,6 +137,14 @@ def _parser() -> argparse.ArgumentParser:
     e = commands.add_parser("explain", help="a requirement's text, from PROTOCOL.md")
     e.add_argument("id", metavar="ID", help="a requirement ID, e.g. CH-FRAME-17")
     e.set_defaults(run=explain_requirement)
+    merging = commands.add_parser(
+        "merge", help="join JSON reports (the shards of one run, or runs of other targets) into one"
+    )
+    merging.add_argument("output", metavar="OUT.json", help="the merged JSON report (schema 2)")
+    merging.add_argument("inputs", metavar="IN.json", nargs="+", help="reports to join (schema 1 or 2)")
+    merging.add_argument("--html", metavar="DIR", help="also write the HTML report")
+    merging.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    merging.set_defaults(run=merge_reports)
     image_command.add_parser(commands)
     return parser
 
@@ -189,6 +200,23 @@ def explain_requirement(options: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def merge_reports(options: argparse.Namespace) -> int:
+    """Exit as the merged run would have: 0, 1 or 2 by its verdicts; 2 for a report that cannot be merged."""
+    try:
+        configuration.check_output_path("OUT.json", options.output)
+        if options.junit:
+            configuration.check_output_path("--junit", options.junit)
+        if options.html:
+            configuration.check_output_directory("--html", options.html)
+        targets, facts = merge.merge([merge.read(path) for path in options.inputs])
+    except (UsageProblem, merge.ReportProblem) as problem:
+        print(f"sockspec merge: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    files.write_reports(targets, facts, json_path=options.output, junit_path=options.junit, html_dir=options.html)
+    sys.stdout.write(terminal.render(targets, verbose=False, color=sys.stdout.isatty(), facts=facts))
+    return exit_code(targets, facts)
+
+
 def run_matrix(options: argparse.Namespace) -> int:
     try:
         resolve_architectures(options.arch)
@@ -202,7 +230,7 @@ def run_matrix(options: argparse.Namespace) -> int:
         if not options.no_client:
             args += [a for base in bases for a in ("--client-image", base.key)]
         args += ["--json", report, "-n", options.workers, *["-v"] * options.verbose]
-        for flag in ("junit", "only", "seed"):
+        for flag in ("junit", "html", "only", "seed"):
             if getattr(options, flag) is not None:
                 args += [f"--{flag}", str(getattr(options, flag))]
         if options.strict:

@@ -9,10 +9,12 @@ server is started. Imports nothing from pytest.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import os
 import random
+import re
 import shlex
 import shutil
 import string
@@ -56,6 +58,7 @@ class RunSettings:
     clients: dict[str, ClientSpec] = field(default_factory=dict)
     client_bases: list[str] = field(default_factory=list)
     dns: bool = False  # clients are checked and Docker may be used for the DNS scenarios
+    shard: tuple[int, int] | None = None  # --shard I/N: this run checks share I of N
 
     @property
     def has_target(self) -> bool:
@@ -77,6 +80,9 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     for flag, path in (("--json", get("sockspec_json")), ("--junit", get("sockspec_junit"))):
         if path:
             check_output_path(flag, path)
+    if get("sockspec_html"):
+        check_output_directory("--html", get("sockspec_html"))
+    shard = parse_shard(get("shard")) if get("shard") else None
     seed = worker_seed if worker_seed is not None else get("seed")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
@@ -96,6 +102,7 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
         clients=clients,
         client_bases=client_bases,
         dns=bool(clients) and not get("no_dns"),
+        shard=shard,
     )
 
 
@@ -131,7 +138,61 @@ def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
             )
     except ValueError as error:
         raise UsageProblem(str(error)) from None
-    return specs
+    return _named(specs, get("name") or [])
+
+
+# A name ends up in file names, node IDs and JUnit: keep it to a safe alphabet.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _named(specs: dict[str, TargetSpec], names: list[str]) -> dict[str, TargetSpec]:
+    """--name: the k-th names the k-th --cmd or --address target, in the order given."""
+    if not names:
+        return specs
+    nameable = [spec.name for spec in specs.values() if _given_by_user(spec)]
+    if len(names) > len(nameable):
+        raise UsageProblem(
+            f"--name: {len(names)} names for {len(nameable)} --cmd/--address target(s); give one per target, in order"
+        )
+    renamed = dict(zip(nameable, names, strict=False))
+    for name in names:
+        if not NAME.fullmatch(name):
+            raise UsageProblem(f"--name {name!r}: letters, digits, '.', '_' and '-' (at most 64, no leading symbol)")
+    result: dict[str, TargetSpec] = {}
+    for spec in specs.values():
+        name = renamed.get(spec.name, spec.name)
+        if name in result:
+            raise UsageProblem(f"--name {name}: two targets would have that name")
+        result[name] = dataclasses.replace(spec, name=name)
+    return result
+
+
+def _given_by_user(spec: TargetSpec) -> bool:
+    """A --cmd or an --address target (not a reference server or an image)."""
+    return not spec.reference and (spec.template is not None or spec.address is not None)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """--shard I/N: share I (counted from 1) of N."""
+    index_text, slash, count_text = text.partition("/")
+    if not (slash and index_text.isdigit() and count_text.isdigit()):
+        raise UsageProblem(f"--shard {text}: give I/N, e.g. 1/3 for the first of three shares")
+    index, count = int(index_text), int(count_text)
+    if not 1 <= index <= count:
+        raise UsageProblem(f"--shard {text}: I must be between 1 and N (got {index} of {count})")
+    return index, count
+
+
+def check_output_directory(flag: str, path: str) -> None:
+    """A report directory: created if missing (its parent must exist), never a file."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise UsageProblem(f"{flag} {path}: is a file; give a directory")
+    parent = target.resolve().parent
+    if not target.exists() and not parent.is_dir():
+        raise UsageProblem(f"{flag} {path}: no such directory: {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise UsageProblem(f"{flag} {path}: cannot write there")
 
 
 def check_server_template(template: str) -> None:
@@ -288,7 +349,8 @@ def parse_workers(text: str) -> str:
 
 
 def _target_args(get: GetOption, specs: dict[str, TargetSpec], clients: dict[str, ClientSpec]) -> str:
-    args = [spec.describe() for spec in specs.values() if spec.address is not None or spec.name.startswith("cmd")]
+    args = [spec.describe() for spec in specs.values() if _given_by_user(spec)]
+    args += [f"--name {shlex.quote(name)}" for name in get("name") or []]
     if get("reference"):
         args.insert(0, f"--reference {get('reference')}")
     args += [f"--image {item}" for item in get("image")]

@@ -31,6 +31,9 @@ def first_difference(expected: bytes, actual: bytes) -> int | None:
 
 def with_caret(data: bytes, index: int, indent: str = "") -> str:
     """Two lines: the escaped bytes, and a caret under byte ``index``."""
-    shown = escape(data)
-    column = sum(len(byte_text(b)) for b in data[:index])
-    return f"{indent}{shown}\n{indent}{' ' * column}^"
+    return f"{indent}{escape(data)}\n{indent}{' ' * caret_column(data, index)}^"
+
+
+def caret_column(data: bytes, index: int) -> int:
+    """Where byte ``index`` of ``data`` starts in ``escape(data)``."""
+    return sum(len(byte_text(b)) for b in data[:index])

@@ -19,6 +19,7 @@ from .probe import Measurement
 from .run_state import ids_of, state_of
 from .targets.base import Target
 from .targets.factory import TargetPool
+from .timeline import Timeline
 
 
 @pytest.fixture(scope="session")
@@ -131,6 +132,19 @@ def measure(request: pytest.FixtureRequest) -> Callable[..., None]:
 
 
 @pytest.fixture
+def timeline(request: pytest.FixtureRequest) -> Callable[..., Timeline]:
+    """Start a concurrency picture (drawn in the HTML report): ``timeline(title,
+    origin=time.monotonic())``, then ``.bar(label, sent, replied, outcome)``."""
+
+    def start(title: str, origin: float, note: str = "", bound: float | None = None) -> Timeline:
+        picture = Timeline(title, origin, note=note, bound=bound)
+        request.node.stash.setdefault(TIMELINES, []).append(picture)
+        return picture
+
+    return start
+
+
+@pytest.fixture
 def seed(request: pytest.FixtureRequest) -> int:
     return state_of(request.config).settings.seed
 
@@ -138,6 +152,7 @@ def seed(request: pytest.FixtureRequest) -> int:
 TARGET_VIEWS = pytest.StashKey[list[Target]]()
 CLIENT_FEATURES = pytest.StashKey[list[str]]()  # the features a client has a command for
 MEASUREMENTS = pytest.StashKey[list[Measurement]]()
+TIMELINES = pytest.StashKey[list[Timeline]]()
 
 
 def _require_features(request: pytest.FixtureRequest, target: Target) -> None:

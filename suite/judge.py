@@ -17,7 +17,7 @@ from typing import Any
 from . import requirements
 from .outcome import verdict_for_violation
 from .probe import HarnessError, Measurement, Unsupported, Violation
-from .report.explain import explain
+from .report.explain import explain, structured
 from .targets.process import TargetNotReady
 from .verdicts import Verdict
 from .wire import Transcript, WireTimeout
@@ -48,6 +48,7 @@ class Judgement:
     detail: str  # one line
     explanation: str = ""  # the text shown for anything that did not pass
     cause: str = ""  # how the target exited, when the failure followed from that
+    failure: dict[str, Any] | None = None  # the Violation as data (report.explain.structured)
 
 
 def judge(ending: CheckEnding) -> Judgement:
@@ -79,7 +80,9 @@ def judge(ending: CheckEnding) -> Judgement:
         violation.context = [*ending.deaths, *violation.context]
     specs = [requirements.get(i) for i in ending.ids]
     explanation = explain(violation, specs, ending.rerun, ending.seed)
-    return Judgement(verdict_for_violation(ending.ids), summary, explanation, "\n".join(ending.deaths))
+    return Judgement(
+        verdict_for_violation(ending.ids), summary, explanation, "\n".join(ending.deaths), structured(violation)
+    )
 
 
 def find(error: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]) -> Any:

@@ -104,6 +104,28 @@ SHARED = (
     Option("--json", "value", "run", "write the results as JSON", "FILE", dest="sockspec_json"),
     Option("--junit", "value", "run", "write one JUnit testcase per requirement", "FILE", dest="sockspec_junit"),
     Option(
+        "--html",
+        "value",
+        "run",
+        "write the HTML report (an index, a page per target and per failure)",
+        "DIR",
+        dest="sockspec_html",
+    ),
+    Option(
+        "--name",
+        "repeat",
+        "targets",
+        "a name for a --cmd or --address target in the reports (the k-th --name names the k-th of them)",
+        "NAME",
+    ),
+    Option(
+        "--shard",
+        "value",
+        "run",
+        "run only share I of N of the checks (1 <= I <= N), e.g. one CI job of N; `sockspec merge` joins them",
+        "I/N",
+    ),
+    Option(
         "--only",
         "value",
         "run",

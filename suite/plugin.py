@@ -28,7 +28,7 @@ from . import configuration, fixtures, preflight, reaper, requirements
 from .area_by_area import AreaByArea
 from .configuration import RunSettings, UsageProblem
 from .docker import lifecycle
-from .fixtures import CLIENT_FEATURES, MEASUREMENTS, TARGET_VIEWS
+from .fixtures import CLIENT_FEATURES, MEASUREMENTS, TARGET_VIEWS, TIMELINES
 from .judge import CheckEnding, judge
 from .options import SHARED
 from .outcome import CheckOutcome
@@ -177,6 +177,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         ]
         if not any(is_check(item) for item in keep):
             pytest.exit(f"sockspec: --only {','.join(settings.only)} selects no check for these targets", returncode=2)
+    if settings.shard is not None:
+        keep = shard_of(keep, *settings.shard)
     deselected = [item for item in items if item not in keep]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
@@ -184,6 +186,27 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # server is built, and so that --area-by-area can stop after the first area with a FAIL.
     keep.sort(key=lambda item: area_rank(requirements.get(ids_of(item)[0]).area) if is_check(item) else -1)
     items[:] = keep
+
+
+def shard_of(items: list[pytest.Item], index: int, count: int) -> list[pytest.Item]:
+    """Share ``index`` of ``count`` (--shard I/N). Every check lands in exactly
+    one share, and N jobs given the same arguments compute the same split: the
+    checks, heaviest first (a check that starts a server of its own costs
+    several ordinary ones), each go to the share with the least weight so far."""
+    checks = sorted((item for item in items if is_check(item)), key=lambda item: (-_weight(item), item.nodeid))
+    load = [0] * count
+    mine: set[str] = set()
+    for item in checks:
+        share = load.index(min(load))
+        load[share] += _weight(item)
+        if share == index - 1:
+            mine.add(item.nodeid)
+    return [item for item in items if not is_check(item) or item.nodeid in mine]
+
+
+def _weight(item: pytest.Item) -> int:
+    """A rough cost, known before anything runs: starting a fresh server is the dearest part of a check."""
+    return 5 if "fresh_target" in getattr(item, "fixturenames", ()) else 1
 
 
 # ---- one outcome per check -------------------------------------------------------------------
@@ -194,6 +217,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     ids = ids_of(item)
+    if report.when == "setup":
+        item.stash[SET_UP_TIME] = report.duration
     if not ids or report.when == "teardown" or (report.when == "setup" and report.passed):
         return
     settings = state_of(item.config).settings
@@ -225,6 +250,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         rerun=rerun,
         declared=_declared(item, views),
         cause=judged.cause,
+        time=round(report.duration + (item.stash.get(SET_UP_TIME, 0.0) if report.when == "call" else 0.0), 4),
+        failure=judged.failure,
+        timelines=[picture.to_json() for picture in item.stash.get(TIMELINES, [])],
     )
     report.user_properties.append((USER_PROPERTY, json.dumps(check.to_json())))
     verdict = judged.verdict
@@ -238,6 +266,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.NON_STRICT):
         report.outcome = "failed"
         report.longrepr = f"[{verdict.value}] {judged.explanation}"
+
+
+SET_UP_TIME = pytest.StashKey[float]()  # starting a fresh target counts towards the check's time
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
@@ -300,11 +331,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             targets,
             verbose=config.getoption("verbose") > 1,
             color=terminalreporter._tw.hasmarkup,
-            only=facts.only,
-            interrupted=facts.interrupted,
-            stopped=facts.stopped,
-            strict=facts.strict,
-            allow_unchecked=facts.allow_unchecked,
+            facts=facts,
         )
     )
     terminalreporter.write_line(f"sockspec seed: {settings.seed} (re-run with --seed {settings.seed})")

@@ -59,6 +59,10 @@ class Probe:
     framed: bool = False
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if not self.wire.transcript.label:
+            self.wire.transcript.label = self.label
+
     # ---- sending -------------------------------------------------------------
 
     def send(self, data: bytes) -> None:

@@ -32,6 +32,7 @@ class Transcript:
     started: float = field(default_factory=time.monotonic)
     records: list[Record] = field(default_factory=list)
     title: str = "Wire transcript (seconds since connect):"
+    label: str = ""  # which connection, as the check named it ("connection 2")
 
     def add(self, direction: str, data: bytes) -> None:
         self.records.append(Record(time.monotonic() - self.started, direction, data))

@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from suite import requirements
@@ -239,7 +240,8 @@ def test_the_json_of_a_whole_run_gives_the_level_and_says_it_is_whole(tmp_path: 
     path = tmp_path / "report.json"
     files.write_json(str(path), [core_passes_urgent_undeclared()], RunFacts(seed=7))
     report = json.loads(path.read_text(encoding="utf-8"))
-    assert report["schema"] == 1
+    assert report["schema"] == 2
+    jsonschema.Draft202012Validator(files.schema()).validate(report)
     assert report["interrupted"] is False and report["partial"] is None
     (only,) = report["targets"]
     assert only["conformance"] == "core"

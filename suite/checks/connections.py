@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from suite.api import FreshTarget, Unsupported
+from suite.api import FreshTarget, Timeline, Unsupported
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target
@@ -98,6 +98,16 @@ class Arrival:
     line: bytes | None = None  # the first complete line, CRLF included
     at: float | None = None  # time.monotonic() when it had arrived
     ending: Ending = Ending.OPEN  # how the connection ended, if it ended without a line
+
+
+def draw(timeline: Timeline, probes: list[Probe], sent: list[float], arrivals: list[Arrival]) -> None:
+    """One bar per connection: from its request to its first line (open-ended if none came)."""
+    for probe, at, arrival in zip(probes, sent, arrivals, strict=True):
+        if arrival.line is not None:
+            outcome = escape(arrival.line)
+        else:
+            outcome = arrival.ending.value if arrival.ending is not Ending.OPEN else "no reply"
+        timeline.bar(probe.label, at, arrival.at, outcome)
 
 
 def gather_lines(probes: list[Probe], deadline: float, close_when_answered: bool = False) -> list[Arrival]:

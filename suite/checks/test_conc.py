@@ -8,13 +8,14 @@ import time
 
 import psutil
 
-from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
+from suite.api import FreshTarget, Measure, StartTimeline, Violation, fresh_key, not_applicable, requirement
 from suite.checks.connections import (
     BUSY,
     SLEEP_MS,
     Arrival,
     T,
     connect_served,
+    draw,
     gather_lines,
     open_served,
     own_instance,
@@ -43,7 +44,9 @@ CONC1_MARGIN = 0.2
 
 
 @requirement("CH-CONC-1")
-def test_declared_concurrency_runs_in_parallel(target: Target, fresh_target: FreshTarget, measure: Measure) -> None:
+def test_declared_concurrency_runs_in_parallel(
+    target: Target, fresh_target: FreshTarget, measure: Measure, timeline: StartTimeline
+) -> None:
     with own_instance(target, fresh_target, why="it occupies every connection slot") as t:
         concurrency = t.declared.number("concurrency")
         max_connections = t.declared.number("max_connections")
@@ -64,6 +67,17 @@ def test_declared_concurrency_runs_in_parallel(target: Target, fresh_target: Fre
         bound = 1.5 * T + CONC1_MARGIN
         until = time.monotonic() + bound + 2.0
         arrivals = gather_lines(probes, until)
+        draw(
+            timeline(
+                f"SLEEP {SLEEP_MS} on {len(probes)} connection(s) at once (concurrency={concurrency})",
+                origin=min(sent),
+                note="served in parallel, every reply comes at about T; one at a time, they queue",
+                bound=bound,
+            ),
+            probes,
+            sent,
+            arrivals,
+        )
         latencies = [(a.at - s) if a.at is not None else float("inf") for a, s in zip(arrivals, sent, strict=True)]
         finite = [x for x in latencies if x != float("inf")]
         if finite:
@@ -89,7 +103,7 @@ CONC2_TOLERANCE = 0.03
 
 @requirement("CH-CONC-2")
 def test_no_more_than_the_declared_concurrency_runs_at_once(
-    target: Target, fresh_target: FreshTarget, measure: Measure
+    target: Target, fresh_target: FreshTarget, measure: Measure, timeline: StartTimeline
 ) -> None:
     with own_instance(target, fresh_target, why="it occupies every connection slot and one more") as t:
         concurrency = t.declared.number("concurrency")
@@ -100,10 +114,23 @@ def test_no_more_than_the_declared_concurrency_runs_at_once(
         extra = [t.connect(f"extra connection {n + 1}") for n in range(concurrency + 1 - len(served))]
         probes = extra + served
         first = time.monotonic()
-        for probe in reversed(probes):
-            send_quietly(probe, b"SLEEP %d\r\n" % SLEEP_MS)
+        sent = [0.0] * len(probes)
+        for index in reversed(range(len(probes))):
+            sent[index] = time.monotonic()
+            send_quietly(probes[index], b"SLEEP %d\r\n" % SLEEP_MS)
         cutoff = first + 2 * T - CONC2_TOLERANCE
         arrivals = gather_lines(probes, cutoff, close_when_answered=True)
+        draw(
+            timeline(
+                f"SLEEP {SLEEP_MS} on {len(probes)} connections at once, one more than concurrency={concurrency}",
+                origin=first,
+                note="at least one must wait for a free worker (or be refused BUSY): watched until 2 T",
+                bound=cutoff - first,
+            ),
+            probes,
+            sent,
+            arrivals,
+        )
         early_ok = [a for a in arrivals if a.line == b"+OK\r\n" and a.at is not None and a.at < cutoff]
         refused = [a for a in arrivals if a.line is not None and a.line.startswith(BUSY)]
         measure(

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from suite.api import FreshTarget, Unsupported, Violation, not_applicable, requirement, stopwatch
+from suite.api import FreshTarget, StartTimeline, Unsupported, Violation, not_applicable, requirement, stopwatch
 from suite.checks.connections import BUSY, BUSY_GRACE, SLEEP_MS, open_served, send_quietly
 from suite.escape import escape
 from suite.probe import Probe
@@ -194,67 +194,93 @@ def has_input(probe: Probe) -> bool:
 
 
 @requirement("CH-LIMIT-4")
-def test_queued_connections_are_all_served_in_order_of_arrival(target: Target, fresh_target: FreshTarget) -> None:
+def test_queued_connections_are_all_served_in_order_of_arrival(
+    target: Target, fresh_target: FreshTarget, timeline: StartTimeline
+) -> None:
     applies_when_overflow(target, "queue")
     with fresh_target(why="it fills every connection slot") as t:
         serving = open_served(t, t.declared.number("max_connections"))
         # Opened one after another, so their order of arrival is certain; each
         # sends its request at once and gets it answered once it is served.
-        waiting = []
-        for n in range(min(QUEUED, max(2, len(serving)))):
-            try:
-                probe = t.connect(f"queued connection {n + 1}")
-            except OSError as error:
-                raise Unsupported(
-                    f"queued connection {n + 1} could not connect ({error}); the listen backlog is judged by CH-LIMIT-6"
-                ) from None
-            probe.request(b"PING")
-            waiting.append(probe)
-        answered: set[int] = set()
-        for n in range(len(waiting)):
-            if n not in answered:
-                release(serving.pop(0))  # frees exactly one slot
-            deadline = time.monotonic() + 5.0
-            while n not in answered:
-                everyone = [p.wire.transcript for p in waiting]
-                answer = first_to_answer({i: p for i, p in enumerate(waiting) if i not in answered}, deadline)
-                if answer is None:
-                    raise Violation(
-                        f"a slot was freed, but {waiting[n].label} (first in the queue) was not served within 5 s",
-                        expected=f"+PONG on {waiting[n].label}",
-                        actual="no reply",
-                        transcripts=everyone,
-                    )
-                index, line = answer
-                who = waiting[index]
-                if line is None:
-                    raise Violation(
-                        f"{who.label} was {who.wire.ending.value} instead of being served: queue servers lose no one",
-                        expected=b"+PONG\r\n",
-                        actual=who.wire.ending.value,
-                        transcripts=everyone,
-                    )
-                if line != b"+PONG\r\n":
-                    what = "refused with BUSY" if line.startswith(BUSY) else f"answered {escape(line)}"
-                    raise Violation(
-                        f"{who.label} was {what} by a server declaring overflow=queue",
-                        expected=b"+PONG\r\n",
-                        actual=line,
-                        transcripts=everyone,
-                    )
-                # A later arrival served while the first in the queue still waits.
-                # (If both are being served, the server let more in than one freed
-                # slot: that is for CH-CONC-2 and CH-LIMIT-5, not a matter of order.)
-                if index > n and not has_input(waiting[n]):
-                    raise Violation(
-                        f"one slot was freed and {who.label} was served while {waiting[n].label}, which connected "
-                        "earlier, was still waiting: queued connections are served in order of arrival",
-                        expected=f"{waiting[n].label} served first",
-                        actual=f"{who.label} answered {escape(line)} first",
-                        transcripts=everyone,
-                    )
-                answered.add(index)
-                serving.append(who)
+        waiting: list[Probe] = []
+        picture = timeline(
+            "queued connections, each freed slot serving the next in line",
+            origin=time.monotonic(),
+            note="a bar ends when the connection's PING is answered: the ends must come in the order of the rows",
+        )
+        queued: list[float] = []
+        replies: dict[int, tuple[float, str]] = {}
+        try:
+            _serve_queue_in_order(t, serving, waiting, queued, replies)
+        finally:
+            for index, probe in enumerate(waiting):
+                ended = probe.wire.ending
+                at, outcome = replies.get(index, (None, ended.value if ended is not Ending.OPEN else "no reply"))
+                picture.bar(probe.label, queued[index], at, outcome)
+
+
+def _serve_queue_in_order(
+    t: Target, serving: list[Probe], waiting: list[Probe], queued: list[float], replies: dict[int, tuple[float, str]]
+) -> None:
+    """Queue connections behind the full slots, then free one slot at a time;
+    each freed slot must serve the earliest connection still waiting."""
+    for n in range(min(QUEUED, max(2, len(serving)))):
+        try:
+            probe = t.connect(f"queued connection {n + 1}")
+        except OSError as error:
+            raise Unsupported(
+                f"queued connection {n + 1} could not connect ({error}); the listen backlog is judged by CH-LIMIT-6"
+            ) from None
+        queued.append(time.monotonic())
+        probe.request(b"PING")
+        waiting.append(probe)
+    answered: set[int] = set()
+    for n in range(len(waiting)):
+        if n not in answered:
+            release(serving.pop(0))  # frees exactly one slot
+        deadline = time.monotonic() + 5.0
+        while n not in answered:
+            everyone = [p.wire.transcript for p in waiting]
+            answer = first_to_answer({i: p for i, p in enumerate(waiting) if i not in answered}, deadline)
+            if answer is None:
+                raise Violation(
+                    f"a slot was freed, but {waiting[n].label} (first in the queue) was not served within 5 s",
+                    expected=f"+PONG on {waiting[n].label}",
+                    actual="no reply",
+                    transcripts=everyone,
+                )
+            index, line = answer
+            who = waiting[index]
+            if line is not None:
+                replies[index] = (time.monotonic(), escape(line))
+            if line is None:
+                raise Violation(
+                    f"{who.label} was {who.wire.ending.value} instead of being served: queue servers lose no one",
+                    expected=b"+PONG\r\n",
+                    actual=who.wire.ending.value,
+                    transcripts=everyone,
+                )
+            if line != b"+PONG\r\n":
+                what = "refused with BUSY" if line.startswith(BUSY) else f"answered {escape(line)}"
+                raise Violation(
+                    f"{who.label} was {what} by a server declaring overflow=queue",
+                    expected=b"+PONG\r\n",
+                    actual=line,
+                    transcripts=everyone,
+                )
+            # A later arrival served while the first in the queue still waits.
+            # (If both are being served, the server let more in than one freed
+            # slot: that is for CH-CONC-2 and CH-LIMIT-5, not a matter of order.)
+            if index > n and not has_input(waiting[n]):
+                raise Violation(
+                    f"one slot was freed and {who.label} was served while {waiting[n].label}, which connected "
+                    "earlier, was still waiting: queued connections are served in order of arrival",
+                    expected=f"{waiting[n].label} served first",
+                    actual=f"{who.label} answered {escape(line)} first",
+                    transcripts=everyone,
+                )
+            answered.add(index)
+            serving.append(who)
 
 
 # ---- CH-LIMIT-5 ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import pytest
 from .. import reaper
 from ..docker.images import local_facts
 from ..outcome import CheckOutcome
-from ..targets.factory import reference_spec
 from . import files
 from .results import EXIT_INTERRUPTED, RunFacts, TargetResult, aggregate, exit_code
 
@@ -64,11 +63,15 @@ class ResultCollector:
             interrupted=self.interrupted,
             stopped=self._stopped(session),
             allow_unchecked=settings.allow_unchecked,
+            shard=settings.shard,
         )
-        if config.getoption("sockspec_json"):
-            files.write_json(config.getoption("sockspec_json"), targets, facts)
-        if config.getoption("sockspec_junit"):
-            files.write_junit(config.getoption("sockspec_junit"), targets, facts)
+        files.write_reports(
+            targets,
+            facts,
+            json_path=config.getoption("sockspec_json"),
+            junit_path=config.getoption("sockspec_junit"),
+            html_dir=config.getoption("sockspec_html"),
+        )
         if self.interrupted:
             session.exitstatus = EXIT_INTERRUPTED
         elif self.broken_modules:
@@ -105,6 +108,6 @@ class ResultCollector:
             elif spec is not None and spec.image is not None and docker is not None:
                 target.environment = dict(docker.facts.get(spec.image, {}))
                 target.arch, target.image = spec.arch, spec.image
-            elif spec is not None and spec.template == reference_spec(spec.name).template:
+            elif spec is not None and spec.reference:
                 target.environment = local_facts()
         return targets

@@ -4,9 +4,11 @@ and how to run just this case again."""
 
 from __future__ import annotations
 
+import base64
 import textwrap
+from typing import Any
 
-from ..escape import escape, first_difference, with_caret
+from ..escape import caret_column, escape, first_difference, with_caret
 from ..probe import Violation
 from ..requirements import Requirement
 from ..verdicts import Verdict
@@ -42,6 +44,55 @@ def explain(
     if seed is not None:
         out.append(f"Seed (Hypothesis and the suite's choices): {seed}")
     return "\n".join(out)
+
+
+def structured(violation: Violation) -> dict[str, Any]:
+    """The Violation as the JSON report carries it (schema 2): what ``explain``
+    says in words, as data a grader's script or the HTML report can use."""
+    offset = column = None
+    if isinstance(violation.expected, bytes) and isinstance(violation.actual, bytes):
+        offset = first_difference(violation.expected, violation.actual)
+        if offset is not None:
+            column = caret_column(violation.actual, offset)
+    return {
+        "summary": violation.summary,
+        "expected": _shown(violation.expected),
+        "actual": _shown(violation.actual),
+        "caret": column,  # where the caret goes under "actual" as shown (escaped)
+        "offset": offset,  # the first differing byte
+        "ending": violation.ending.value if violation.ending not in (None, Ending.OPEN) else None,
+        "context": list(violation.context),
+        "transcripts": [transcript_events(t) for t in violation.transcripts],
+    }
+
+
+# A transcript in the JSON keeps its head and tail, as the terminal does, but more of them.
+JSON_TRANSCRIPT_LIMIT = 400
+
+
+def transcript_events(transcript: Transcript, limit: int = JSON_TRANSCRIPT_LIMIT) -> dict[str, Any]:
+    records = transcript.records
+    kept = records if len(records) <= limit else records[: limit // 2] + records[-limit // 2 :]
+    return {
+        "title": transcript.title,
+        "label": transcript.label,
+        "omitted": len(records) - len(kept),
+        "events": [
+            {
+                "at": round(record.at, 6),
+                "direction": record.direction,
+                "text": escape(record.data) if record.direction != "--" else record.data.decode("utf-8", "replace"),
+                "base64": base64.b64encode(record.data).decode("ascii"),
+            }
+            for record in kept
+        ],
+    }
+
+
+def _shown(value: object) -> str | None:
+    if value is None:
+        return None
+    return escape(value) if isinstance(value, bytes) else str(value)
 
 
 def _expected_vs_actual(expected: object, actual: object) -> list[str]:

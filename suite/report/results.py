@@ -37,20 +37,38 @@ class RequirementResult:
             return False
         return set(_features_of(self)) <= declared
 
+    @property
+    def area(self) -> str:
+        return self.id.split("-")[1]
+
+    @property
+    def time(self) -> float:
+        """Seconds spent on it: the sum of its checks (a check that covers two
+        requirements counts in both)."""
+        return round(sum(c.time for c in self.checks), 4)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "id": self.id,
+            "area": self.area,
             "level": self.level,
             "verdict": self.verdict.value,
             "title": self.title,
             "feature": self.feature,
             "detail": self.detail,
             "may_follow_from": self.may_follow_from,
-            "checks": [
-                {"nodeid": c.nodeid, "verdict": c.verdict.value, "detail": c.detail, "rerun": c.rerun}
-                for c in self.checks
-            ],
+            "time": self.time,
+            "checks": [_check_json(c) for c in self.checks],
         }
+
+
+def _check_json(check: CheckOutcome) -> dict[str, Any]:
+    """A check as the report carries it: everything ``CheckOutcome.from_json``
+    needs to rebuild it (``sockspec merge`` does), minus the target (the
+    entry it sits in says that)."""
+    data = check.to_json()
+    del data["target"]
+    return data
 
 
 @dataclass
@@ -144,6 +162,12 @@ class TargetResult:
                 standing[feature] = "not checked"
         return standing
 
+    @property
+    def time(self) -> float:
+        """Seconds spent on the target: the sum of its checks, each counted once."""
+        seen = {c.nodeid: c.time for r in self.results for c in r.checks}
+        return round(sum(seen.values()), 4)
+
     def counts(self) -> dict[str, int]:
         counts = {v.value: 0 for v in Verdict}
         for result in self.results:
@@ -199,11 +223,15 @@ class RunFacts:
     interrupted: bool = False  # Ctrl-C or SIGTERM
     stopped: str = ""  # why the run stopped early on its own (-x, --area-by-area), if it did
     allow_unchecked: bool = False  # --allow-unchecked: a MUST that could not be checked does not fail the run
+    shard: tuple[int, int] | None = None  # (I, N) for --shard I/N: one share of a run, merged later
 
     def withheld(self) -> str | None:
         """Why no conformance level is given, or None when one is."""
         if self.interrupted:
             return "interrupted: results are incomplete; no level"
+        if self.shard is not None:
+            index, count = self.shard
+            return f"shard {index}/{count}: one share of the checks; `sockspec merge` the shards for a level"
         if self.stopped:
             return f"stopped early ({self.stopped}): results are incomplete; no level"
         if self.only:
@@ -224,7 +252,7 @@ def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None 
     for outcome in outcomes:
         for requirement_id in outcome.ids:
             by_target[outcome.target][requirement_id].append(outcome)
-        measurements[outcome.target].extend(outcome.measurements)
+        measurements[outcome.target].extend({**m, "requirement": outcome.ids[0]} for m in outcome.measurements)
     spec = requirements.load()
     targets = []
     for name, checks_by_id in by_target.items():

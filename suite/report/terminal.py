@@ -47,11 +47,13 @@ def render(
     stopped: str = "",
     strict: bool = False,
     allow_unchecked: bool = False,
+    facts: RunFacts | None = None,
 ) -> str:
     """The whole summary as text. ``only`` is the --only patterns of a partial
     run, ``interrupted`` a run ended by Ctrl-C or SIGTERM, ``stopped`` why a run
-    stopped early on its own (-x, --area-by-area); each withholds the level."""
-    facts = RunFacts(
+    stopped early on its own (-x, --area-by-area); each withholds the level.
+    ``facts`` says all of that at once (and more: a shard)."""
+    facts = facts or RunFacts(
         strict=strict, only=list(only), interrupted=interrupted, stopped=stopped, allow_unchecked=allow_unchecked
     )
     buffer = io.StringIO()
@@ -82,7 +84,9 @@ def _overview(targets: list[TargetResult], facts: RunFacts) -> Table:
 
 
 def _withheld_word(facts: RunFacts) -> str:
-    return "interrupted" if facts.interrupted else "stopped" if facts.stopped else "partial"
+    if facts.interrupted:
+        return "interrupted"
+    return "shard" if facts.shard else "stopped" if facts.stopped else "partial"
 
 
 def _render_target(console: Console, target: TargetResult, facts: RunFacts, verbose: bool) -> None:

@@ -33,6 +33,7 @@ class TargetSpec:
     hostname: str = "localhost"
     image: str | None = None  # a base key (docker/bases.toml): our reference-server image on it
     arch: str | None = None  # with image: the architecture to run
+    reference: bool = False  # one of our reference servers, started here (--reference)
 
     @property
     def controllable(self) -> bool:
@@ -78,7 +79,7 @@ def container_command(arch: str, idle: float) -> list[str]:
 
 
 def reference_spec(arch: str) -> TargetSpec:
-    return TargetSpec(name=arch, template=reference_template(arch))
+    return TargetSpec(name=arch, template=reference_template(arch), reference=True)
 
 
 def parse_address(text: str) -> Endpoint:
