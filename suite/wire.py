@@ -23,7 +23,7 @@ class Ending(Enum):
 @dataclass(frozen=True)
 class Record:
     at: float  # seconds since the connection was opened
-    direction: str  # "TX", "TX-URGENT", "RX", or "--" for notes
+    direction: str  # "TX", "TX-URGENT", "RX", "RX-URGENT", or "--" for notes (the report schema lists them)
     data: bytes
 
 

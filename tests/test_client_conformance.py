@@ -20,6 +20,7 @@ from suite import requirements
 from suite.clients.spec import MAIN, REFERENCE_FLAGS, reference_template
 from tests.client_mutants import CLIENT_MUTANTS
 from tests.docker_support import docker_or_skip
+from tests.report_support import validate_report
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_IDS = sorted(
@@ -35,7 +36,9 @@ def _run(args: list[str], report: Path, env: dict[str, str] | None = None) -> tu
     )
     tail = (result.stdout + result.stderr)[-4000:]
     assert report.exists(), f"no report (exit {result.returncode}):\n{tail}"
-    return result.returncode, json.loads(report.read_text()), tail
+    data = json.loads(report.read_text())
+    validate_report(data)
+    return result.returncode, data, tail
 
 
 def _client_args(program: str) -> list[str]:

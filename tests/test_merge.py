@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from suite.report import files
+from tests.report_support import validate_report
 from tests.test_front_door import QUICK, REPO, sockspec
 
 STUDENT = REPO / "tests" / "servers" / "no_pipelining_socketserver.py"
@@ -67,8 +67,7 @@ def checks(report: dict[str, Any]) -> dict[tuple[str, str], str]:
     }
 
 
-def validate(report: dict[str, Any]) -> None:
-    jsonschema.Draft202012Validator(files.schema(), format_checker=jsonschema.FormatChecker()).validate(report)
+validate = validate_report
 
 
 # ---- shards ----------------------------------------------------------------------------------

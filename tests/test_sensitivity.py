@@ -18,6 +18,7 @@ import pytest
 
 from suite.targets.factory import reference_template
 from tests.mutants import MUTANTS
+from tests.report_support import validate_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,9 @@ def test_the_suite_fails_the_mutant_in_the_expected_area(name: str, tmp_path: Pa
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
     tail = (result.stdout + result.stderr)[-3000:]
     assert result.returncode == 1, f"expected the suite to fail {name} (exit 1), got exit {result.returncode}:\n{tail}"
-    results = json.loads(report.read_text())["targets"][0]["results"]
+    data = json.loads(report.read_text())
+    validate_report(data)  # every mutant's run follows the published schema
+    results = data["targets"][0]["results"]
     failing = sorted(r["id"] for r in results if r["verdict"] in ("FAIL", "NON-STRICT"))
     errors = sorted(r["id"] for r in results if r["verdict"] == "ERROR")
     assert not errors, f"{name}: harness errors, not verdicts: {errors}\n{tail}"

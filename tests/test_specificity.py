@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.report_support import validate_report
+
 REPO = Path(__file__).resolve().parents[1]
 ARCHITECTURES = 7
 
@@ -21,6 +23,7 @@ def test_all_seven_reference_servers_pass_every_must(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
     tail = (result.stdout + result.stderr)[-6000:]
     data = json.loads(report.read_text())
+    validate_report(data)
     broken = [
         f"{target['name']}: {r['id']} {r['verdict']} {r['detail']}"
         for target in data["targets"]
