@@ -98,6 +98,7 @@ def build_image(options: argparse.Namespace) -> int:
         return EXIT_USAGE
     base = images.load_bases()[options.base]
     started = time.monotonic()
+    replaced = _image_id(engine, f"{images.SUITE_REPOSITORY}:{base.key}")
     try:
         with _stdout_to_stderr():
             tag = images.build_suite_image(engine, base, log=_progress)
@@ -106,10 +107,29 @@ def build_image(options: argparse.Namespace) -> int:
         # last lines) in one report, not a traceback.
         print(f"sockspec image build: building {images.SUITE_REPOSITORY}:{base.key} failed: {error}", file=sys.stderr)
         return EXIT_USAGE
-    size = engine.images.get(tag).attrs.get("Size", 0)
-    _progress(f"{tag}: {size / 1e6:.0f} MB, built in {time.monotonic() - started:.0f} s")
+    built = engine.images.get(tag)
+    _progress(f"{tag}: {built.attrs.get('Size', 0) / 1e6:.0f} MB, built in {time.monotonic() - started:.0f} s")
+    if replaced is not None and replaced != built.id:
+        _remove_if_untagged(engine, replaced)
     print(tag, flush=True)
     return EXIT_OK
+
+
+def _image_id(engine: Any, name: str) -> str | None:
+    try:
+        return str(engine.images.get(name).id)
+    except Exception:  # docker.errors.ImageNotFound: nothing built yet
+        return None
+
+
+def _remove_if_untagged(engine: Any, image_id: str) -> None:
+    """The image a rebuild took the tag from, unless something still names it:
+    each rebuild would otherwise leave one more untagged image of the project
+    behind. One that a container still uses stays (the engine refuses)."""
+    with contextlib.suppress(Exception):
+        if not engine.images.get(image_id).tags:
+            engine.images.remove(image_id)
+            _progress(f"removed the image it replaces ({image_id.removeprefix('sha256:')[:12]})")
 
 
 @contextlib.contextmanager
