@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import math
 import os
 import random
 import re
@@ -59,6 +60,7 @@ class RunSettings:
     client_bases: list[str] = field(default_factory=list)
     dns: bool = False  # clients are checked and Docker may be used for the DNS scenarios
     shard: tuple[int, int] | None = None  # --shard I/N: this run checks share I of N
+    robust_scale: float = 1.0  # --robust-scale: how much larger than the default the ROBUST attacks are
 
     @property
     def has_target(self) -> bool:
@@ -83,6 +85,9 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     if get("sockspec_html"):
         check_output_directory("--html", get("sockspec_html"))
     shard = parse_shard(get("shard")) if get("shard") else None
+    robust_scale = get("robust_scale")
+    if robust_scale is None or not (math.isfinite(robust_scale) and robust_scale >= 1):
+        raise UsageProblem("--robust-scale wants a number of at least 1 (1 is the default size)")
     seed = worker_seed if worker_seed is not None else get("seed")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
@@ -103,6 +108,7 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
         client_bases=client_bases,
         dns=bool(clients) and not get("no_dns"),
         shard=shard,
+        robust_scale=float(robust_scale),
     )
 
 

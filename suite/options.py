@@ -164,6 +164,15 @@ SHARED = (
         "a MUST the run could not check (no Docker, an --address target) does not fail the run (exit 0, not 2)",
     ),
     Option(
+        "--robust-scale",
+        "value",
+        "run",
+        "grow the ROBUST area's attacks (connections, requests, rounds) by this factor, for a soak (default 1)",
+        "FACTOR",
+        1.0,
+        type=float,
+    ),
+    Option(
         "--check-timeout",
         "value",
         "run",
