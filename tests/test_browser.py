@@ -45,8 +45,8 @@ def chromium_or_skip() -> str:
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("CI=true but chromium is not installed (apt-get install chromium)")
-        pytest.skip("chromium is not installed")
+            pytest.fail("CI=true but chromium is not installed (bash scripts/browser-up.sh installs it)")
+        pytest.skip("chromium is not installed (bash scripts/browser-up.sh installs it)")
     return path
 
 

@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import jsonschema
 import pytest
 
 import suite.report.html
 from suite import requirements
-from suite.report import files
 from suite.report.html import render_html, slugs, spec_blocks, timeline_geometry
 from tests.html_support import REPO, Node, mutant_template, read_page, run_python, run_sockspec
+from tests.report_support import validate_report
 
 
 @dataclass
@@ -52,7 +51,13 @@ def _run(directory: Path, *args: str, exit_code: int) -> Run:
         *args, "--seed", "1", "--json", str(directory / "report.json"), "--html", str(directory / "html")
     )
     assert result.returncode == exit_code, (result.stdout + result.stderr)[-3000:]
-    return Run(json.loads((directory / "report.json").read_text(encoding="utf-8")), directory / "html")
+    return _read(directory)
+
+
+def _read(directory: Path) -> Run:
+    report = json.loads((directory / "report.json").read_text(encoding="utf-8"))
+    validate_report(report)
+    return Run(report, directory / "html")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +117,7 @@ def every_verdict(tmp_path_factory: pytest.TempPathFactory) -> Run:
         cwd=directory,
     )
     assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]  # the ERROR: the suite could not judge
-    return Run(json.loads((directory / "report.json").read_text(encoding="utf-8")), directory / "html")
+    return _read(directory)
 
 
 MARKUP = "<script>alert(1)</script><img src=x onerror=\"alert('&amp;')\">"
@@ -225,7 +230,7 @@ def test_the_index_shows_the_matrix_of_architectures_and_images_with_their_versi
             for t in report["targets"]
         ],
     }  # fmt: skip
-    jsonschema.validate(report, files.schema(2))
+    validate_report(report)
     render_html(report, tmp_path)
     table = read_page(tmp_path / "index.html").find("table", "images")
     heads = [th.words() for th in table.find("thead").find_all("th", "area")]
@@ -299,7 +304,7 @@ def test_a_long_transcript_notes_the_records_left_out_where_they_were(every_verd
         for n in (*range(200), *range(250, 450))
     ]
     transcript["omitted"] = 50
-    jsonschema.validate(report, files.schema(2))
+    validate_report(report)
     render_html(report, tmp_path)
     rows = read_page(tmp_path / "case-evented-CH-CMD-3.html").find("table", "transcript").find_all("tr")
     assert len(rows) == 401
