@@ -147,7 +147,11 @@ def every_command() -> list[Command]:
         for where, script in scripts(document):
             found += sockspec_commands(script, f"{path.relative_to(REPO)}:{where}", variables)
     for line, block in shell_blocks(CI_DOC.read_text(encoding="utf-8")):
-        documented = {**CI_VARIABLES, "SERVER_CMD": "python3 server.py --port {port}", "SERVER_NAME": "my-server"}
+        documented = {
+            **CI_VARIABLES,
+            "SERVER_CMD": "python3 server.py --port {port} --idle {idle}",
+            "SERVER_NAME": "my-server",
+        }
         found += sockspec_commands(block, "docs/ci.md", documented, first_line=line)
     return found
 
@@ -216,8 +220,8 @@ def test_the_commands_found_cover_every_shape_the_docs_promise() -> None:
 @pytest.mark.parametrize(
     "line",
     [
-        "sockspec run --cmd 'python3 server.py --port {port}' --shards 1/3",  # misspelt option
-        "sockspec run --cmd 'python3 server.py --port {port}' --shard 4/3",  # share out of range
+        "sockspec run --cmd 'python3 server.py --port {port} --idle {idle}' --shards 1/3",  # misspelt option
+        "sockspec run --cmd 'python3 server.py --port {port} --idle {idle}' --shard 4/3",  # share out of range
         "sockspec merge report.json",  # no shard reports
         "sockspec image build --base wheezy",  # unknown base
         "sockspec imagine build",  # unknown command
