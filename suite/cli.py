@@ -33,10 +33,11 @@ from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
 from . import configuration, image_command, ping, preflight, reaper, requirements
+from .batch import command as batch_command
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
-from .report import files, merge, terminal
+from .report import files, grades, merge, terminal
 from .report.progress import Progress
 from .report.results import exit_code
 from .targets.reference import resolve_architectures
@@ -144,8 +145,10 @@ def _parser() -> argparse.ArgumentParser:
     merging.add_argument("inputs", metavar="IN.json", nargs="+", help="reports to join (schema 1 or 2)")
     merging.add_argument("--html", metavar="DIR", help="also write the HTML report")
     merging.add_argument("--junit", metavar="FILE", help="also write JUnit XML")
+    merging.add_argument("--csv", metavar="FILE", help="also write the grade table (one row per target) as CSV")
     merging.set_defaults(run=merge_reports)
     image_command.add_parser(commands)
+    batch_command.add_parser(commands)
     return parser
 
 
@@ -204,8 +207,9 @@ def merge_reports(options: argparse.Namespace) -> int:
     """Exit as the merged run would have: 0, 1 or 2 by its verdicts; 2 for a report that cannot be merged."""
     try:
         configuration.check_output_path("OUT.json", options.output)
-        if options.junit:
-            configuration.check_output_path("--junit", options.junit)
+        for flag in ("junit", "csv"):
+            if getattr(options, flag):
+                configuration.check_output_path(f"--{flag}", getattr(options, flag))
         if options.html:
             configuration.check_output_directory("--html", options.html)
         targets, facts = merge.merge([merge.read(path) for path in options.inputs])
@@ -213,6 +217,8 @@ def merge_reports(options: argparse.Namespace) -> int:
         print(f"sockspec merge: {problem}", file=sys.stderr)
         return EXIT_USAGE
     files.write_reports(targets, facts, json_path=options.output, junit_path=options.junit, html_dir=options.html)
+    if options.csv:
+        grades.write_csv(files.to_json(targets, facts), Path(options.csv))
     sys.stdout.write(terminal.render(targets, verbose=False, color=sys.stdout.isatty(), facts=facts))
     return exit_code(targets, facts)
 

@@ -25,13 +25,26 @@ from typing import Any
 import psutil
 
 ENVIRONMENT = "SOCKSPEC_PROCESS_GROUPS"
+# A parent that starts whole runs (sockspec batch) makes each run's directory
+# itself and names it in both variables: the run records its groups there
+# from its first moment (preflight included), and the parent can sweep what a
+# run killed outright left behind.
+HANDED_DOWN = "SOCKSPEC_PROCESS_GROUPS_HANDED_DOWN"
 
 
 def open_run() -> Path:
     """Called once by the process that owns the run (the controller)."""
+    given = os.environ.get(ENVIRONMENT)
+    if given and os.environ.get(HANDED_DOWN) == given and Path(given).is_dir():
+        return Path(given)
     directory = Path(tempfile.mkdtemp(prefix="sockspec-groups-"))
     os.environ[ENVIRONMENT] = str(directory)
     return directory
+
+
+def handed_down(directory: Path) -> dict[str, str]:
+    """The environment that gives a child run ``directory`` for its groups."""
+    return {ENVIRONMENT: str(directory), HANDED_DOWN: str(directory)}
 
 
 def _directory() -> Path | None:

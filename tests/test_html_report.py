@@ -317,7 +317,7 @@ def test_a_long_transcript_notes_the_records_left_out_where_they_were(every_verd
 
 def test_hostile_bytes_from_the_target_are_shown_as_text_never_as_markup(hostile: Run) -> None:
     pages = sorted(path.name for path in hostile.html.glob("*.html"))
-    assert pages == ["case-markup-CH-CMD-3.html", "index.html", "target-markup.html"]
+    assert pages == ["case-markup-CH-CMD-3.html", "grades.html", "index.html", "target-markup.html"]
     for name in pages:
         page = hostile.page(name)
         assert not page.find_all("script") and not page.find_all("img")

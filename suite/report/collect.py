@@ -9,6 +9,7 @@ never exits 0.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -95,6 +96,7 @@ class ResultCollector:
         descriptions.update({name: client.describe() for name, client in settings.clients.items()})
         targets = aggregate(self.outcomes, descriptions)
         for target in targets:
+            target.rerun = _rerun(settings, target.name)
             target.declared = next((c.declared for c in self.outcomes if c.target == target.name and c.declared), {})
             spec = settings.specs.get(target.name)
             client = settings.clients.get(target.name)
@@ -111,3 +113,21 @@ class ResultCollector:
             elif spec is not None and spec.reference:
                 target.environment = local_facts()
         return targets
+
+
+def _rerun(settings: Any, name: str) -> str:
+    """`sockspec run` for this one target, with the run's seed and selection."""
+    spec = settings.specs.get(name)
+    client = settings.clients.get(name)
+    if spec is not None:
+        words = [f"--reference {name}" if spec.reference else spec.describe()]
+        if (spec.template is not None or spec.address is not None) and not spec.reference:
+            words.append(f"--name {shlex.quote(name)}")
+    elif client is not None:
+        words = [client.describe()]
+    else:
+        return ""
+    words += [f"--declare {shlex.quote(f'{key}={value}')}" for key, value in settings.overrides.items()]
+    if settings.only:
+        words.append(f"--only {shlex.quote(','.join(settings.only))}")
+    return f"sockspec run {' '.join(words)} --seed {settings.seed}"

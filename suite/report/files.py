@@ -64,6 +64,8 @@ def to_json(targets: list[TargetResult], facts: RunFacts, created: str | None = 
                 "features": t.features(),
                 "fix_first": [r.id for r in roots.fix_first(t.results)],
                 "unchecked": [r.id for r in t.unchecked()],
+                "problem": t.problem or None,
+                "rerun": t.rerun,
                 "counts": t.counts(),
                 "time": t.time,
                 "arch": t.arch,

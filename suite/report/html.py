@@ -38,6 +38,7 @@ import jinja2
 
 from .. import requirements
 from ..verdicts import Verdict, worst
+from . import grades
 
 __all__ = ["render_html", "slugs", "spec_blocks", "timeline_geometry"]
 
@@ -79,7 +80,10 @@ def render_html(report: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     env = _environment()
     site = _Site(report)
-    pages: list[tuple[str, str, dict[str, Any]]] = [("index.html", "index.html", site.index())]
+    pages: list[tuple[str, str, dict[str, Any]]] = [
+        ("index.html", "index.html", site.index()),
+        ("grades.html", "grades.html", site.grades()),
+    ]
     for target in report["targets"]:
         pages.append((site.target_page(target), "target.html", site.target(target)))
         for result in target["results"]:
@@ -219,6 +223,26 @@ class _Site:
             "matrix": self._matrix(),
             "home": None,
         }
+
+    # -- grades.html
+
+    def grades(self) -> dict[str, Any]:
+        targets = {t["name"]: t for t in self.report["targets"]}
+        table = []
+        for row in grades.rows(self.report):
+            target = targets[row["target"]]
+            head = self._target_head(target)
+            table.append(
+                {
+                    **row,
+                    "page": head["page"],
+                    "conformance": head["conformance"],
+                    "conformance_class": head["conformance_class"],
+                    "level": head["level"],
+                    "fix_first_page": self._case_link(target, row["fix_first"]) if row["fix_first"] else None,
+                }
+            )
+        return {"title": "sockspec grade table", "run": self.run(), "rows": table, "verdicts": grades.VERDICTS}
 
     def _matrix(self) -> dict[str, Any] | None:
         matrix = self.report.get("matrix")

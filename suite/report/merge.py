@@ -72,6 +72,8 @@ def _describe(target: TargetResult, entry: dict[str, Any]) -> None:
     target.environment = dict(entry.get("environment") or {})
     target.arch = entry.get("arch")
     target.image = entry.get("image")
+    target.problem = entry.get("problem") or ""
+    target.rerun = entry.get("rerun", "")
 
 
 def _facts(data: dict[str, Any]) -> RunFacts:
@@ -110,10 +112,13 @@ def merge(reports: list[Report]) -> tuple[list[TargetResult], RunFacts]:
                         raise ReportProblem(f"{report.path} and {other} both checked {target.name}: {check.nodeid}")
                     outcomes[key] = check
     merged = aggregate(list(outcomes.values()), {name: t.description for name, t in entries.items()})
+    judged = {target.name for target in merged}
+    merged += [target for name, target in entries.items() if name not in judged]  # no checks: it never answered
     for target in merged:
         source = entries[target.name]
         target.kind, target.declared, target.environment = source.kind, source.declared, source.environment
         target.arch, target.image = source.arch, source.image
+        target.problem, target.rerun = source.problem, source.rerun
     order = list(entries)
     merged.sort(key=lambda target: order.index(target.name))
     first = reports[0].facts

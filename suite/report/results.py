@@ -83,6 +83,8 @@ class TargetResult:
     arch: str | None = None  # for matrix cells: the architecture, and the image key
     image: str | None = None
     kind: str = "server"  # or "client": judged on the CH-CLIENT requirements
+    problem: str = ""  # why this target's run gave no level (a batch: it never answered, or ran out of time)
+    rerun: str = ""  # one line that runs this target again
 
     def passes_every_must(self) -> bool:
         return not any(r.verdict.fails_run(strict=False) for r in self.results)
@@ -240,10 +242,10 @@ class RunFacts:
 
     def level(self, target: TargetResult) -> str | None:
         """The target's level, or None when the run cannot give one."""
-        return None if self.withheld() else target.conformance()
+        return None if self.withheld() or target.problem else target.conformance()
 
     def level_line(self, target: TargetResult) -> str:
-        return self.withheld() or target.level_explained()
+        return self.withheld() or target.problem or target.level_explained()
 
 
 def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None = None) -> list[TargetResult]:
@@ -292,8 +294,8 @@ def exit_code(targets: list[TargetResult], facts: RunFacts) -> int:
     if facts.interrupted:
         return EXIT_INTERRUPTED
     verdicts = [r.verdict for t in targets for r in t.results]
-    if Verdict.ERROR in verdicts:
-        return 2
+    if Verdict.ERROR in verdicts or any(t.problem for t in targets):
+        return 2  # something could not be judged: a harness ERROR, a target that never answered or ran out of time
     if any(v.fails_run(facts.strict) for v in verdicts):
         return 1
     if not facts.allow_unchecked and any(t.unchecked() for t in targets):

@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from .. import reaper
 from ..escape import escape
 
 READY_GRACE = 1.0  # seconds to wait for READY once the port accepts
@@ -206,6 +207,7 @@ class ServerProcess:
             start_new_session=True,  # its own process group, so the whole tree can be reaped
             env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
         )
+        reaper.track(self.process.pid)  # the safety net, should this process die before kill()
         self._drainer = threading.Thread(target=self._drain, name=f"output of pid {self.process.pid}", daemon=True)
         self._drainer.start()
         deadline = time.monotonic() + timeout
@@ -366,6 +368,7 @@ class ServerProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
+        reaper.untrack(self.process.pid)
         if self._drainer is not None:
             # The pipes end when the group is gone; a descendant that left the group may
             # hold them open, so the drainer stops after a short while regardless.
