@@ -331,3 +331,18 @@ def test_a_must_that_could_not_be_checked_is_no_pass(tmp_path: Path) -> None:
     assert "--allow-unchecked" in output
     accepted, _ = sockspec("run", "--client-reference", "--no-dns", "--allow-unchecked", cwd=tmp_path)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+
+def test_a_template_without_idle_leaves_the_timeout_checks_unsupported_never_failed(tmp_path: Path) -> None:
+    """Started without {idle}, the server keeps its own timer: judging CH-TIMEOUT-10 as if the timer had been
+    disabled would blame the server for the suite's own choice."""
+    student = REPO / "tests" / "servers" / "asyncio_student.py"
+    report = tmp_path / "report.json"
+    result, _ = sockspec(
+        "run", "--cmd", f"{PYTHON} {student} --port {{port}}", "--only", "CH-TIMEOUT-*", "--json", str(report),
+        cwd=tmp_path,
+    )  # fmt: skip
+    results = {r["id"]: r for r in json.loads(report.read_text())["targets"][0]["results"]}
+    assert all(r["verdict"] == "UNSUPPORTED" for r in results.values()), {i: r["verdict"] for i, r in results.items()}
+    assert "has no {idle} placeholder" in results["CH-TIMEOUT-10"]["detail"]
+    assert result.returncode == 2  # MUSTs the run could not check: never a silent pass

@@ -57,8 +57,12 @@ def _owner_alive(labels_of: dict[str, str]) -> bool:
 
 def sweep(engine: Any, run_id: str | None = None) -> tuple[int, int]:
     """Remove the containers and networks of ``run_id`` (or, with None, of
-    every run whose owner process is gone). Returns (containers, networks)."""
-    selector = {"label": [f"{PROJECT_LABEL}={PROJECT}"]}
+    every run whose owner process is gone). Returns (containers, networks).
+
+    Only objects a run labelled are touched: an image build's intermediate
+    containers inherit the project label from the base image but carry no
+    run label, and removing them would break a build in progress."""
+    selector = {"label": [f"{PROJECT_LABEL}={PROJECT}", RUN_LABEL]}
     removed_containers = removed_networks = 0
     for container in engine.containers.list(all=True, filters=selector):
         mine = container.labels.get(RUN_LABEL) == run_id if run_id else not _owner_alive(container.labels)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 import ssl
 import subprocess
@@ -225,7 +226,11 @@ def build_wheelhouse(directory: Path, python: str, log: Log = print) -> None:
         shutil.copy(root / "PROTOCOL.md", source / "suite" / "PROTOCOL.md")  # the suite reads its spec
         log(f"building the sockspec wheel and downloading its dependencies for Python {python}")
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-        subprocess.run([*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(source)], check=True)
+        # A fixed timestamp makes the wheel the same bytes for the same source, so the image's install layer is cached.
+        reproducible = {**os.environ, "SOURCE_DATE_EPOCH": "315532800"}
+        subprocess.run(
+            [*pip, "wheel", "--no-deps", "--wheel-dir", str(directory), str(source)], check=True, env=reproducible
+        )
     major_minor = ".".join(python.split(".")[:2])
     platforms = ["manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"]
     subprocess.run(

@@ -128,8 +128,8 @@ def _render_target(console: Console, target: TargetResult, facts: RunFacts, verb
     if unchecked and not facts.allow_unchecked:
         console.print(
             Text(
-                f"{len(unchecked)} MUST(s) could not be checked, so the run exits 2 however the rest went: make them "
-                "checkable (the reasons above say how), or accept it with --allow-unchecked.",
+                f"{len(unchecked)} MUST(s) could not be checked, so the run never exits 0 (it exits 2, or 1 where a "
+                "MUST fails): make them checkable (the reasons above say how), or accept it with --allow-unchecked.",
                 style="magenta",
             )
         )

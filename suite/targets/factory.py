@@ -160,7 +160,14 @@ class TargetPool:
     @contextlib.contextmanager
     def fresh(self, name: str, idle: float = SHARED_IDLE, why: str = "") -> Iterator[Target]:
         """A separate instance for a check that would disturb others."""
-        self._require_control(self.specs[name], why)
+        spec = self.specs[name]
+        self._require_control(spec, why)
+        if idle != SHARED_IDLE and spec.template is not None and "{idle}" not in spec.template:
+            # Started without it, the server keeps its own timer: judging it as if set would blame the server.
+            raise Unsupported(
+                f"needs the server started with an idle timeout of {idle:g} s, and the --cmd template has no "
+                "{idle} placeholder: add one (e.g. --idle {idle}) so the suite can set it"
+            )
         target = self._open(name, idle)
         try:
             yield target
