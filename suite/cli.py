@@ -119,7 +119,12 @@ def _parser() -> argparse.ArgumentParser:
     r.set_defaults(run=run_suite)
 
     m = commands.add_parser("matrix", help="every reference server in every image: one report")
-    m.add_argument("--arch", default="all", metavar="ARCH|all", help="architectures (comma list or all)")
+    m.add_argument(
+        "--arch", metavar="ARCH|all", help="reference architectures (comma list or all; default all, none with --cmd)"
+    )
+    m.add_argument("--cmd", metavar="TEMPLATE", help="your server: its command, run inside each image ({host} to bind)")
+    m.add_argument("--dockerfile", metavar="PATH", help="with --cmd: your server's image, built FROM ${BASE} on each")
+    m.add_argument("--declare", action="append", default=[], metavar="KEY=VALUE", help="as for sockspec run")
     m.add_argument("--images", default="bookworm,trixie", metavar="IMAGES", help="bases from docker/bases.toml")
     m.add_argument("--no-client", action="store_true", help="leave the reference client out of the matrix")
     m.add_argument("--json", metavar="FILE", help="write the results (with the matrix) as JSON")
@@ -224,16 +229,28 @@ def merge_reports(options: argparse.Namespace) -> int:
 
 
 def run_matrix(options: argparse.Namespace) -> int:
+    arch = options.arch or ("" if options.cmd else "all")
     try:
-        resolve_architectures(options.arch)
+        if arch:
+            resolve_architectures(arch)
         bases = resolve_bases(options.images)
-    except ValueError as error:
+        if options.dockerfile and not options.cmd:
+            raise ValueError("--dockerfile needs --cmd: the command that starts your server in its image")
+        if options.cmd:
+            configuration.check_server_template(options.cmd, here=False)
+    except (ValueError, UsageProblem) as error:
         print(f"sockspec matrix: {error}", file=sys.stderr)
         return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="sockspec-matrix-") as scratch:
         report = options.json or str(Path(scratch) / "report.json")
-        args = [a for base in bases for a in ("--image", f"{base.key}:{options.arch}")]
-        if not options.no_client:
+        args = [a for base in bases for a in ("--image", f"{base.key}:{arch}")] if arch else []
+        if options.cmd:
+            args += ["--cmd", options.cmd, *[a for base in bases for a in ("--cmd-image", base.key)]]
+            if options.dockerfile:
+                args += ["--dockerfile", options.dockerfile]
+        for declaration in options.declare:
+            args += ["--declare", declaration]
+        if not options.no_client and not options.cmd:
             args += [a for base in bases for a in ("--client-image", base.key)]
         args += ["--json", report, "-n", options.workers, *["-v"] * options.verbose]
         for flag in ("junit", "html", "only", "seed"):
@@ -251,12 +268,22 @@ def print_matrix(report: dict[str, Any]) -> None:
     matrix = report.get("matrix")
     if not matrix:
         return
-    table = Table(title="architecture (and the reference client) x image: conformance (MUST failures)")
-    table.add_column("architecture")
+    differences = matrix.get("differences", [])
+    if differences:
+        first = Table(title="where the images disagree: look here first", title_justify="left")
+        first.add_column("server")
+        first.add_column("requirement")
+        for image in matrix["images"]:
+            first.add_column(image)
+        for row in differences:
+            first.add_row(row["arch"], row["id"], *(row["verdicts"].get(image, "-") for image in matrix["images"]))
+        Console().print(first)
+    table = Table(title="server x image: conformance (MUST failures)")
+    table.add_column("server")
     cells = {(c["arch"], c["image"]): c for c in matrix["cells"]}
     for image in matrix["images"]:
         sample = next(c for c in matrix["cells"] if c["image"] == image)
-        table.add_column(f"{image}\npython {sample['python']}\n{sample['openssl']}")
+        table.add_column(f"{image}\npython {sample['python']}\n{sample['openssl']}\n{sample.get('libc') or ''}")
     for arch in matrix["archs"]:
         row = [arch]
         for image in matrix["images"]:

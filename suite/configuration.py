@@ -91,7 +91,7 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     seed = worker_seed if worker_seed is not None else get("seed")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
-    image_bases = sorted({spec.image for spec in specs.values() if spec.image is not None})
+    image_bases = sorted({spec.image for spec in specs.values() if spec.image is not None and spec.arch is not None})
     return RunSettings(
         specs,
         overrides,
@@ -129,8 +129,10 @@ def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
                     name = f"{arch}@{base.key}"
                     specs[name] = TargetSpec(name, image=base.key, arch=arch)
         commands = get("cmd")
+        images = [base.key for spec in get("cmd_image") or [] for base in resolve_bases(spec)]
+        dockerfile = _dockerfile(get("dockerfile"), images)
         for index, template in enumerate(commands):
-            check_server_template(template)
+            check_server_template(template, here=not images and dockerfile is None)
             name = "cmd" if len(commands) == 1 else f"cmd{index + 1}"
             specs[name] = TargetSpec(name, template=template)
         addresses = get("address")
@@ -142,9 +144,36 @@ def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
             specs[name] = TargetSpec(
                 name, address=parse_address(text), ca=Path(ca) if ca else None, hostname=get("tls_hostname")
             )
+        if images and not commands:
+            raise UsageProblem("--cmd-image runs a --cmd inside an image: give the --cmd too")
     except ValueError as error:
         raise UsageProblem(str(error)) from None
-    return _named(specs, get("name") or [])
+    return _in_images(_named(specs, get("name") or []), images, dockerfile)
+
+
+def _dockerfile(path: str | None, images: list[str]) -> Path | None:
+    if path is None:
+        return None
+    if not images:
+        raise UsageProblem("--dockerfile builds on each --cmd-image: give --cmd-image IMAGE (or all)")
+    if not Path(path).is_file():
+        raise UsageProblem(f"--dockerfile {path}: no such file")
+    return Path(path).resolve()
+
+
+def _in_images(specs: dict[str, TargetSpec], images: list[str], dockerfile: Path | None) -> dict[str, TargetSpec]:
+    """--cmd-image: each --cmd target runs in each image instead of here ("cmd@bookworm")."""
+    if not images:
+        return specs
+    placed: dict[str, TargetSpec] = {}
+    for spec in specs.values():
+        if spec.template is None or spec.reference:
+            placed[spec.name] = spec
+            continue
+        for key in dict.fromkeys(images):
+            name = f"{spec.name}@{key}"
+            placed[name] = dataclasses.replace(spec, name=name, image=key, workdir=Path.cwd(), dockerfile=dockerfile)
+    return placed
 
 
 # A name ends up in file names, node IDs and JUnit: keep it to a safe alphabet.
@@ -201,8 +230,9 @@ def check_output_directory(flag: str, path: str) -> None:
         raise UsageProblem(f"{flag} {path}: cannot write there")
 
 
-def check_server_template(template: str) -> None:
-    """A --cmd template that can be started: quoting, placeholders, and a program that exists."""
+def check_server_template(template: str, *, here: bool = True) -> None:
+    """A --cmd template that can be started: quoting, placeholders, and (``here``:
+    run on this machine) a program that exists."""
     try:
         names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
         words = shlex.split(template)
@@ -214,7 +244,8 @@ def check_server_template(template: str) -> None:
         raise UsageProblem(f"--cmd: unknown placeholder {{{unknown[0]}}}; known: {known}")
     if not words:
         raise UsageProblem("--cmd: the template is empty")
-    check_program(words[0], "--cmd")
+    if here:
+        check_program(words[0], "--cmd")
 
 
 def check_program(program: str, flag: str) -> None:
@@ -355,7 +386,12 @@ def parse_workers(text: str) -> str:
 
 
 def _target_args(get: GetOption, specs: dict[str, TargetSpec], clients: dict[str, ClientSpec]) -> str:
-    args = [spec.describe() for spec in specs.values() if _given_by_user(spec)]
+    args = [spec.describe() for spec in specs.values() if _given_by_user(spec) and spec.image is None]
+    if get("cmd_image"):  # one --cmd for all its images, not one per image
+        args += [f"--cmd {shlex.quote(template)}" for template in get("cmd")]
+        args += [f"--cmd-image {image}" for image in get("cmd_image")]
+        if get("dockerfile"):
+            args.append(f"--dockerfile {shlex.quote(str(Path(get('dockerfile')).resolve()))}")
     args += [f"--name {shlex.quote(name)}" for name in get("name") or []]
     if get("reference"):
         args.insert(0, f"--reference {get('reference')}")

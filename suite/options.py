@@ -71,6 +71,21 @@ SHARED = (
         "IMAGE[:ARCH]",
     ),
     Option(
+        "--cmd-image",
+        "repeat",
+        "targets",
+        "run each --cmd inside this image instead of here (docker/bases.toml: bookworm, trixie, all), the working "
+        "directory mounted read-only; its server binds {host}",
+        "IMAGE",
+    ),
+    Option(
+        "--dockerfile",
+        "value",
+        "targets",
+        "with --cmd-image: build the server's own image from this Dockerfile (FROM ${BASE}) on each image",
+        "PATH",
+    ),
+    Option(
         "--client-cmd",
         "repeat",
         "clients",

@@ -79,9 +79,11 @@ def pytest_configure(config: pytest.Config) -> None:
         state.groups_dir = reaper.open_run()
         if settings.area_by_area:
             config.pluginmanager.register(AreaByArea([*settings.specs, *settings.clients]), "sockspec-area-by-area")
-    if settings.image_bases or settings.client_bases or settings.dns:
+    in_images = [(s.name, s.image, s.dockerfile) for s in settings.specs.values() if s.image and s.template]
+    if settings.image_bases or settings.client_bases or settings.dns or in_images:
         try:
             docker = lifecycle.set_up(
+                user_targets=in_images,
                 image_bases=settings.image_bases,
                 client_bases=settings.client_bases,
                 dns=settings.dns,

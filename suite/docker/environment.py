@@ -18,15 +18,35 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from docker.types import IPAMConfig, IPAMPool
 
 from ..clients.zone import AddressPlan
 from . import engine as docker_engine
-from .images import Base, Log, build_client_image, build_dns_image, build_server_image, image_facts
+from .images import (
+    Base,
+    Log,
+    build_client_image,
+    build_dns_image,
+    build_server_image,
+    build_user_image,
+    ensure_base,
+    image_facts,
+)
 
 DNS_READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class UserTarget:
+    """A user's --cmd to run in an image: the base's own (the working directory
+    mounted), or one built from their Dockerfile on the base."""
+
+    name: str
+    base: Base
+    dockerfile: Path | None = None
 
 
 @dataclass
@@ -38,6 +58,7 @@ class DockerEnvironment:
     images: dict[str, str]  # base key -> reference-server image
     facts: dict[str, dict[str, str]] = field(default_factory=dict)  # base key (client@key) -> python/openssl
     client_images: dict[str, str] = field(default_factory=dict)  # base key -> reference-client image
+    user_images: dict[str, str] = field(default_factory=dict)  # target name -> the image its --cmd runs in
     plan: AddressPlan | None = None  # the internal network's addresses
     dns: bool = False  # the DNS server answers at plan.dns
     ipv6: str = ""  # why IPv6 is unusable on the internal network ("" when it works)
@@ -52,6 +73,7 @@ class DockerEnvironment:
         *,
         client_bases: list[Base] | None = None,
         dns_base: Base | None = None,
+        user_targets: list[UserTarget] | None = None,
     ) -> DockerEnvironment:
         engine = docker_engine.client()
         docker_engine.sweep(engine)  # leftovers of runs whose owner is gone
@@ -65,6 +87,13 @@ class DockerEnvironment:
             for base in bases:
                 environment.images[base.key] = build_server_image(engine, base, log)
                 environment.facts[base.key] = image_facts(engine, environment.images[base.key], labels)
+            for user in user_targets or []:
+                if user.dockerfile is not None:
+                    image = build_user_image(engine, user.base, user.dockerfile, user.name, log)
+                else:
+                    image = ensure_base(engine, user.base, log)
+                environment.user_images[user.name] = image
+                environment.facts[user.name] = image_facts(engine, image, labels)
             for base in client_bases or []:
                 environment.client_images[base.key] = build_client_image(engine, base, log)
                 environment.facts[f"client@{base.key}"] = image_facts(
@@ -110,6 +139,7 @@ class DockerEnvironment:
             "images": self.images,
             "facts": self.facts,
             "client_images": self.client_images,
+            "user_images": self.user_images,
             "plan": None if self.plan is None else [self.plan.subnet, self.plan.subnet6],
             "dns": self.dns,
             "ipv6": self.ipv6,

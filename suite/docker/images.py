@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
+import platform
+import re
 import shutil
 import ssl
 import subprocess
@@ -26,6 +27,7 @@ DOCKER_DIR = Path(__file__).resolve().parents[2] / "docker"
 BASE_REPOSITORY = "sockspec-base"
 SERVER_REPOSITORY = "sockspec-server"
 SUITE_REPOSITORY = "sockspec-suite"
+USER_REPOSITORY = "sockspec-user"  # a user's server, built from their Dockerfile on one of our bases
 CLIENT_REPOSITORY = "sockspec-client"
 DNS_REPOSITORY = "sockspec-dns"
 SOURCES_LABEL = "org.sockspec.sources"  # a digest of what an image was built from
@@ -256,26 +258,73 @@ def _dependencies(root: Path) -> list[str]:
     return list(project["project"]["dependencies"])
 
 
+# Asked with the shell, so that an image without Python (a user's Node server) still answers what it can.
+FACTS_PROBE = (
+    'python3 -c \'import ssl, sys; print("python", sys.version.split()[0]); print("openssl", ssl.OPENSSL_VERSION)\''
+    " 2>/dev/null || { echo python none; openssl version 2>/dev/null | sed 's/^/openssl /'; }; "
+    "echo libc $(ldd --version 2>&1 | head -n 1)"
+)
+
+
 def image_facts(engine: Any, image: str, labels: dict[str, str] | None = None) -> dict[str, str]:
-    """The Python and OpenSSL versions inside ``image`` (for the matrix report)."""
-    probe = (
-        "import json, ssl, sys; print(json.dumps({'python': sys.version.split()[0], 'openssl': ssl.OPENSSL_VERSION}))"
-    )
+    """The Python, OpenSSL and C library versions inside ``image`` (for the matrix report)."""
     # Created, run and removed explicitly (not run(remove=True)): an interrupt
     # in the middle must not leave the container behind.
     container = engine.containers.create(
-        image, ["-c", probe], entrypoint="python3", labels=labels or docker_engine.labels("facts")
+        image, ["-c", FACTS_PROBE], entrypoint="sh", labels=labels or docker_engine.labels("facts")
     )
     try:
         container.start()
         container.wait(timeout=60)
-        output = container.logs(stdout=True, stderr=False)
+        output = bytes(container.logs(stdout=True, stderr=False)).decode("utf-8", "replace")
     finally:
         container.remove(force=True)
-    facts: dict[str, str] = json.loads(bytes(output).decode())
-    facts["image"] = image
+    facts = {"image": image, "python": "unknown", "openssl": "unknown", "libc": "unknown"}
+    for line in output.splitlines():
+        key, _, value = line.partition(" ")
+        if key in ("python", "openssl") and value.strip():
+            facts[key] = value.strip()
+        elif key == "libc":
+            facts["libc"] = libc_name(value)
     return facts
 
 
+def libc_name(ldd_line: str) -> str:
+    """ "ldd (Debian GLIBC 2.36-9+deb12u9) 2.36" -> "glibc 2.36"; musl and others as they say."""
+    words = ldd_line.split()
+    if "GLIBC" in ldd_line.upper() and words:
+        return f"glibc {words[-1]}"
+    return ldd_line.strip() or "unknown"
+
+
 def local_facts() -> dict[str, str]:
-    return {"image": "local", "python": sys.version.split()[0], "openssl": ssl.OPENSSL_VERSION}
+    name, release = platform.libc_ver()
+    return {
+        "image": "local",
+        "python": sys.version.split()[0],
+        "openssl": ssl.OPENSSL_VERSION,
+        "libc": f"{name} {release}".strip() or "unknown",
+    }
+
+
+def build_user_image(engine: Any, base: Base, dockerfile: Path, name: str, log: Log = print) -> str:
+    """A user's server image, built from their Dockerfile (``ARG BASE`` and
+    ``FROM ${BASE}``) on ``base``, with the Dockerfile's directory as context."""
+    base_name = ensure_base(engine, base, log)
+    tag = f"{USER_REPOSITORY}:{re.sub(r'[^a-z0-9_.-]+', '-', name.lower())}-{base.key}"
+    try:
+        engine.images.build(
+            path=str(dockerfile.resolve().parent),
+            dockerfile=dockerfile.name,
+            tag=tag,
+            buildargs={"BASE": base_name},
+            labels={PROJECT_LABEL: PROJECT},
+            rm=True,
+            forcerm=True,
+        )
+    except Exception as error:
+        build_log = getattr(error, "build_log", None) or []
+        lines = [item.get("stream", "") or item.get("error", "") for item in build_log]
+        raise RuntimeError(f"building {tag} from {dockerfile} failed: {error}\n{''.join(lines)[-3000:]}") from None
+    log(f"image {tag} ready")
+    return tag

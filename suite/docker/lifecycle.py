@@ -11,12 +11,13 @@ scenarios are UNSUPPORTED with the reason, and the run goes on.
 from __future__ import annotations
 
 import atexit
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .engine import DockerUnavailable
-from .environment import DockerEnvironment
+from .environment import DockerEnvironment, UserTarget
 from .images import load_bases
 
 
@@ -37,8 +38,10 @@ def set_up(
     dns: bool,
     worker: dict[str, Any] | None,
     log: Callable[[str], None],
+    user_targets: Sequence[tuple[str, str, Path | None]] = (),
 ) -> DockerForRun:
-    required = bool(image_bases or client_bases)
+    """``user_targets``: (target name, base key, Dockerfile or None) for each --cmd run in an image."""
+    required = bool(image_bases or client_bases or user_targets)
     if worker is not None:
         reason = str(worker.get("sockspec_docker_reason", ""))
         if "sockspec_docker" not in worker:
@@ -53,11 +56,12 @@ def set_up(
                 log=log,
                 client_bases=[known[key] for key in client_bases],
                 dns_base=next(iter(known.values())) if dns else None,
+                user_targets=[UserTarget(name, known[key], dockerfile) for name, key, dockerfile in user_targets],
             )
     except Exception as error:
         if required:
             if isinstance(error, DockerUnavailable):
-                raise DockerSetUpFailed(f"--image and --client-image need Docker: {error}") from None
+                raise DockerSetUpFailed(f"--image, --cmd-image and --client-image need Docker: {error}") from None
             raise DockerSetUpFailed(f"setting up Docker failed: {error}") from None
         text = str(error).strip()
         return DockerForRun(None, text.splitlines()[0][:300] if text else type(error).__name__)

@@ -108,8 +108,10 @@ class ResultCollector:
                 elif client.name == "client-reference":
                     target.environment = local_facts()
             elif spec is not None and spec.image is not None and docker is not None:
-                target.environment = dict(docker.facts.get(spec.image, {}))
-                target.arch, target.image = spec.arch, spec.image
+                in_image = spec.template is not None  # a user's --cmd, run in the image
+                target.environment = dict(docker.facts.get(spec.name if in_image else spec.image, {}))
+                target.arch = spec.name.rpartition("@")[0] if in_image else spec.arch
+                target.image = spec.image
             elif spec is not None and spec.reference:
                 target.environment = local_facts()
         return targets

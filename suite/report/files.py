@@ -112,10 +112,31 @@ def matrix(targets: list[TargetResult], facts: RunFacts) -> dict[str, Any]:
                 "image_name": t.environment.get("image"),
                 "python": t.environment.get("python"),
                 "openssl": t.environment.get("openssl"),
+                "libc": t.environment.get("libc"),
             }
             for t in cells
         ],
+        "differences": differences(cells),
     }
+
+
+def differences(cells: list[TargetResult]) -> list[dict[str, Any]]:
+    """Each requirement whose verdict for one server differs between images: the
+    matrix's first news ("does my server behave the same on every image?")."""
+    by_server: dict[str, dict[str, dict[str, str]]] = {}  # server -> image -> id -> verdict
+    for target in cells:
+        if target.arch and target.image:
+            by_server.setdefault(target.arch, {})[target.image] = {r.id: r.verdict.value for r in target.results}
+    found = []
+    for server, images in by_server.items():
+        if len(images) < 2:
+            continue
+        ids = sorted({i for verdicts in images.values() for i in verdicts}, key=roots.spec_order)
+        for requirement_id in ids:
+            seen = {image: verdicts.get(requirement_id, "-") for image, verdicts in sorted(images.items())}
+            if len(set(seen.values())) > 1:
+                found.append({"arch": server, "id": requirement_id, "verdicts": seen})
+    return found
 
 
 def write_reports(

@@ -259,6 +259,7 @@ class _Site:
                     "name": next((c["image_name"] for c in mine if c.get("image_name")), None),
                     "python": next((c["python"] for c in mine if c.get("python")), None),
                     "openssl": next((c["openssl"] for c in mine if c.get("openssl")), None),
+                    "libc": next((c["libc"] for c in mine if c.get("libc")), None),
                 }
             )
         rows = []
@@ -282,7 +283,15 @@ class _Site:
                     }
                 )
             rows.append({"arch": arch, "cells": row})
-        return {"images": images, "rows": rows}
+        differences = [
+            {
+                "arch": d["arch"],
+                "id": d["id"],
+                "verdicts": [d["verdicts"].get(image, "-") for image in matrix["images"]],
+            }
+            for d in matrix.get("differences", [])
+        ]
+        return {"images": images, "rows": rows, "differences": differences}
 
     # -- target-<slug>.html
 

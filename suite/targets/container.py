@@ -41,6 +41,7 @@ class ContainerProcess:
         labels: dict[str, str],
         mounts: dict[str, str] | None = None,  # host path -> container path, read-only
         name: str | None = None,
+        workdir: str | None = None,
     ) -> None:
         self.engine = engine
         self.image = image
@@ -49,6 +50,7 @@ class ContainerProcess:
         self.labels = labels
         self.mounts = mounts or {}
         self.name = name
+        self.workdir = workdir
         self.container: Any = None
         self.ready_line: bytes | None = None
         self.stdout_extra = bytearray()
@@ -78,6 +80,7 @@ class ContainerProcess:
             labels=self.labels,
             name=self.name,
             volumes={host: {"bind": inside, "mode": "ro"} for host, inside in self.mounts.items()},
+            working_dir=self.workdir,
         )
         reader = threading.Thread(target=self._read_stdout, name=f"stdout of {self.image}", daemon=True)
         reader.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import socket
 import string
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from .base import Declared, Target, TlsTrust
 from .container import CERTS_MOUNT, ContainerProcess
 from .process import Endpoint, ServerProcess, TargetNotReady, free_ports
 
-PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle")
+PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle", "host")
+USER_WORKDIR = "/work"  # where a --cmd run in an image finds its working directory (read-only)
 SHARED_IDLE = 60.0  # long enough that no ordinary check meets it
 
 
@@ -34,12 +36,17 @@ class TargetSpec:
     image: str | None = None  # a base key (docker/bases.toml): our reference-server image on it
     arch: str | None = None  # with image: the architecture to run
     reference: bool = False  # one of our reference servers, started here (--reference)
+    workdir: Path | None = None  # with image and template (--cmd-image): mounted read-only as the working directory
+    dockerfile: Path | None = None  # with image and template: the server's own image is built from it on the base
 
     @property
     def controllable(self) -> bool:
         return self.template is not None or self.image is not None
 
     def describe(self) -> str:
+        if self.image is not None and self.template is not None:
+            built = f" --dockerfile {shlex.quote(str(self.dockerfile))}" if self.dockerfile else ""
+            return f"--cmd {shlex.quote(self.template)} --cmd-image {self.image}{built}"
         if self.image is not None:
             return f"--image {self.image}:{self.arch}"
         if self.template is not None:
@@ -89,6 +96,18 @@ def parse_address(text: str) -> Endpoint:
     if not sep or not host or not port.isdigit() or (tls and not tls.isdigit()):
         raise ValueError(f"--address wants HOST:PORT[,TLSPORT], not {text!r}")
     return Endpoint(host.strip("[]"), int(port), int(tls) if tls else None)
+
+
+def _reachable_in_container(endpoint: Endpoint, timeout: float) -> None:
+    """A server in a container is dialled at the container's address: one bound
+    to its own loopback prints READY and then refuses everyone."""
+    try:
+        socket.create_connection((endpoint.host, endpoint.port), timeout=timeout).close()
+    except OSError as error:
+        raise TargetNotReady(
+            f"it printed READY but {endpoint.host}:{endpoint.port} refuses connections ({error}): in a container "
+            "a server must listen on every interface: pass {host} (0.0.0.0 there) to the address it binds"
+        ) from None
 
 
 def fill_template(template: str, values: dict[str, str]) -> list[str]:
@@ -265,6 +284,7 @@ class TargetPool:
                 "key": str(self.certs.key),
                 "ca": str(self.certs.ca),
                 "idle": f"{idle:g}",
+                "host": "127.0.0.1",
             }
             process = ServerProcess(fill_template(spec.template, values))
             try:
@@ -286,18 +306,42 @@ class TargetPool:
         docker = self.docker
         if docker is None:
             raise HarnessError("an --image target needs a Docker engine, and none was set up")
-        assert spec.image is not None and spec.arch is not None
+        assert spec.image is not None
+        mounts = {str(self.certs.cert.parent): CERTS_MOUNT}
+        workdir = None
+        if spec.template is not None:  # the user's server, in the base image (or its own, built on it)
+            image = docker.user_images[spec.name]
+            values = {
+                "port": "4481",
+                "tls_port": "4482",
+                "cert": f"{CERTS_MOUNT}/{self.certs.cert.name}",
+                "key": f"{CERTS_MOUNT}/{self.certs.key.name}",
+                "ca": f"{CERTS_MOUNT}/{self.certs.ca.name}",
+                "idle": f"{idle:g}",
+                "host": "0.0.0.0",  # reached by the container's address, not its loopback
+            }
+            # exec: the server itself is PID 1, and the signals the suite sends reach it
+            command = ["sh", "-c", "exec " + shlex.join(fill_template(spec.template, values))]
+            if spec.dockerfile is None and spec.workdir is not None:
+                mounts[str(spec.workdir)] = USER_WORKDIR
+                workdir = USER_WORKDIR
+        else:
+            assert spec.arch is not None
+            image, command = docker.images[spec.image], container_command(spec.arch, idle)
         process = ContainerProcess(
             docker.engine,
-            docker.images[spec.image],
-            container_command(spec.arch, idle),
+            image,
+            command,
             network=docker.network,
             labels=docker.labels(),
-            mounts={str(self.certs.cert.parent): CERTS_MOUNT},
+            mounts=mounts,
             name=docker.container_name(),
+            workdir=workdir,
         )
         try:
             endpoint = process.start(timeout=self.ready_timeout)
+            if spec.template is not None:
+                _reachable_in_container(endpoint, self.timeout)
         except BaseException:
             process.kill()
             raise

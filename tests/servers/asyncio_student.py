@@ -325,10 +325,10 @@ async def final_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
         writer.close()
 
 
-async def serve(port: int, idle: float, max_connections: int) -> None:
+async def serve(port: int, idle: float, max_connections: int, host: str = "127.0.0.1") -> None:
     server = Server(idle, max_connections)
     listener = await asyncio.start_server(
-        server.accept, "127.0.0.1", port, backlog=max(max_connections, 1024), reuse_address=True
+        server.accept, host, port, backlog=max(max_connections, 1024), reuse_address=True
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -350,11 +350,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True, help="0 lets the OS choose")
     parser.add_argument("--idle", type=float, default=300.0, help="idle timeout in seconds; 0 disables it")
     parser.add_argument("--max-connections", type=int, default=32)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (0.0.0.0 in a container)")
     args = parser.parse_args()
     if args.idle < 0 or args.max_connections < 1:
         parser.error("--idle must be >= 0 and --max-connections >= 1")
     try:
-        asyncio.run(serve(args.port, args.idle, args.max_connections))
+        asyncio.run(serve(args.port, args.idle, args.max_connections, args.host))
     except OSError as error:  # the port is taken, say
         print(f"asyncio_student: {error}", file=sys.stderr)
         return 1
