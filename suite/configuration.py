@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import requirements
+from . import profiles, requirements
 from .clients.spec import MAIN, ClientSpec, check_template
 from .clients.spec import reference_spec as client_reference_spec
 from .docker.images import resolve_bases
@@ -37,6 +37,8 @@ GetOption = Callable[[str], Any]
 # What --declare may override (PROTOCOL.md, CH-CMD-13), and what each value must look like.
 POSITIVE_KEYS = ("concurrency", "max_connections", "max_line", "max_frame")
 DECLARABLE = ("proto", "arch", *POSITIVE_KEYS, "overflow", "idle_timeout_ms", "features")
+# RESP2 (PROTOCOL-RESP2.md, section 1): what a Redis-compatible server's INFO or --declare says.
+DECLARABLE_BY_PROFILE = {profiles.DEFAULT: DECLARABLE, "resp2": ("timeout", "maxclients", "features")}
 
 
 class UsageProblem(Exception):
@@ -61,6 +63,7 @@ class RunSettings:
     dns: bool = False  # clients are checked and Docker may be used for the DNS scenarios
     shard: tuple[int, int] | None = None  # --shard I/N: this run checks share I of N
     robust_scale: float = 1.0  # --robust-scale: how much larger than the default the ROBUST attacks are
+    profile: str = profiles.DEFAULT  # --profile: the protocol judged (suite.profiles)
 
     @property
     def has_target(self) -> bool:
@@ -69,10 +72,11 @@ class RunSettings:
 
 def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     """The run's settings; UsageProblem for the first bad option."""
+    profile = parse_profile(get("profile"))
     specs = _server_specs(get)
     clients, client_bases = _client_specs(get)
-    overrides = parse_declarations(get("declare"))
-    only = parse_only(get("only") or "")
+    overrides = parse_declarations(get("declare"), profile)
+    only = parse_only(get("only") or "", profile)
     timeout = get("check_timeout")
     if timeout is None or timeout <= 0:
         raise UsageProblem("--check-timeout wants a positive number of seconds")
@@ -109,7 +113,16 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
         dns=bool(clients) and not get("no_dns"),
         shard=shard,
         robust_scale=float(robust_scale),
+        profile=profile,
     )
+
+
+def parse_profile(text: str | None) -> str:
+    """--profile NAME: one of suite.profiles (the default when not given)."""
+    try:
+        return profiles.named(text or profiles.DEFAULT).name
+    except ValueError as error:
+        raise UsageProblem(f"--profile: {error}") from None
 
 
 # ---- servers -------------------------------------------------------------------------------
@@ -304,54 +317,59 @@ def _client_specs(get: GetOption) -> tuple[dict[str, ClientSpec], list[str]]:
 # ---- declarations, selection, outputs --------------------------------------------------------
 
 
-def parse_declarations(items: list[str]) -> dict[str, str]:
-    """--declare KEY=VALUE, each key one that INFO declares, each value of its key's form."""
+def parse_declarations(items: list[str], profile: str = profiles.DEFAULT) -> dict[str, str]:
+    """--declare KEY=VALUE, each key one that INFO declares under ``profile``, each value of its key's form."""
     overrides: dict[str, str] = {}
+    declarable = DECLARABLE_BY_PROFILE[profile]
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UsageProblem(f"--declare wants KEY=VALUE, not {item!r}")
-        if key not in DECLARABLE:
-            hint = difflib.get_close_matches(key, DECLARABLE, n=1)
+        if key not in declarable:
+            hint = difflib.get_close_matches(key, declarable, n=1)
             raise UsageProblem(
                 f"--declare {item}: unknown key {key!r}"
                 + (f" (did you mean {hint[0]}?)" if hint else "")
-                + f"; known: {', '.join(DECLARABLE)}"
+                + f"; known{'' if profile == profiles.DEFAULT else f' under --profile {profile}'}: "
+                + ", ".join(declarable)
             )
-        problem = _bad_value(key, value)
+        problem = _bad_value(key, value, profiles.named(profile).optional_features)
         if problem:
             raise UsageProblem(f"--declare {item}: {problem}")
         overrides[key] = value
     return overrides
 
 
-def _bad_value(key: str, value: str) -> str:
-    if key in POSITIVE_KEYS and not (value.isdigit() and int(value) > 0):
+def _bad_value(key: str, value: str, features: frozenset[str] = OPTIONAL_FEATURES) -> str:
+    if (key in POSITIVE_KEYS or key == "maxclients") and not (value.isdigit() and int(value) > 0):
         return f"{key} wants a positive integer"
     if key == "idle_timeout_ms" and not value.isdigit():
         return "idle_timeout_ms wants a non-negative integer (milliseconds; 0 disables it)"
+    if key == "timeout" and not value.isdigit():
+        return "timeout wants a non-negative integer (seconds, as Redis's timeout; 0 disables it)"
     if key == "overflow" and value not in ("busy", "queue"):
         return "overflow wants busy or queue"
     if key == "features":
         named = [f for f in value.split(",") if f]
-        unknown = [f for f in named if f not in OPTIONAL_FEATURES]
+        unknown = [f for f in named if f not in features]
         if unknown:
-            return (
-                f"unknown feature {unknown[0]!r}; known: {', '.join(sorted(OPTIONAL_FEATURES))} (comma list, or empty)"
-            )
+            return f"unknown feature {unknown[0]!r}; known: {', '.join(sorted(features))} (comma list, or empty)"
         if len(set(named)) != len(named):
             return "a feature is named twice"
     return ""
 
 
-def parse_only(text: str) -> list[str]:
-    """--only's patterns, upper-cased; each must name at least one requirement."""
+def parse_only(text: str, profile: str = profiles.DEFAULT) -> list[str]:
+    """--only's patterns, upper-cased; each must name at least one requirement of ``profile``."""
     patterns = [p.strip().upper() for p in text.split(",") if p.strip()]
-    known = list(requirements.load())
+    known = list(requirements.load(profile=profile))
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(requirement_id, pattern) for requirement_id in known):
             close = difflib.get_close_matches(pattern, known, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
+            elsewhere = [p for p in profiles.PROFILES.values() if p.name != profile and p.owns(pattern)]
+            if elsewhere:
+                hint = f"; {pattern} is of the {elsewhere[0].name} profile: give --profile {elsewhere[0].name}"
             raise UsageProblem(
                 f"--only {pattern}: no requirement matches{hint} (`sockspec list` shows every ID;"
                 " patterns like 'CH-FRAME-*' select an area)"
@@ -396,6 +414,8 @@ def _target_args(get: GetOption, specs: dict[str, TargetSpec], clients: dict[str
     if get("reference"):
         args.insert(0, f"--reference {get('reference')}")
     args += [f"--image {item}" for item in get("image")]
+    if parse_profile(get("profile")) != profiles.DEFAULT:
+        args.append(f"--profile {parse_profile(get('profile'))}")
     args += [f"--declare {shlex.quote(d)}" for d in get("declare")]
     if get("ca"):
         args.append(f"--ca {shlex.quote(str(Path(get('ca')).resolve()))}")

@@ -115,6 +115,15 @@ SHARED = (
         "IMAGE",
     ),
     Option("--no-dns", "switch", "clients", "no Docker for clients: the DNS scenarios are then UNSUPPORTED"),
+    Option(
+        "--profile",
+        "value",
+        "run",
+        "the protocol to judge: cloudhash (CloudHash/1, PROTOCOL.md; the default) or resp2 (Redis-compatible,"
+        " PROTOCOL-RESP2.md)",
+        "PROFILE",
+        "cloudhash",
+    ),
     Option("--declare", "repeat", "run", "override what INFO declares", "KEY=VALUE"),
     Option("--json", "value", "run", "write the results as JSON", "FILE", dest="sockspec_json"),
     Option("--junit", "value", "run", "write one JUnit testcase per requirement", "FILE", dest="sockspec_junit"),

@@ -1,5 +1,9 @@
-"""The requirements of PROTOCOL.md, read from the spec itself so that the
-suite and the spec can never disagree about an ID, a level or a title."""
+"""The requirements of each profile's spec (PROTOCOL.md for CloudHash/1,
+PROTOCOL-RESP2.md for RESP2), read from the spec itself so that the suite
+and the spec can never disagree about an ID, a level or a title.
+
+``load()`` is CloudHash/1's, as it always was; ``load(profile="resp2")``
+another profile's; ``get(ID)`` finds any profile's requirement by its prefix."""
 
 from __future__ import annotations
 
@@ -8,10 +12,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-HEADING = re.compile(r"^### (CH-([A-Z]+)-(\d+)) \((MUST|SHOULD)\) — (.+?)\s*$")
+from . import profiles
+
+HEADING = re.compile(r"^### ((CH|R2)-([A-Z]+)-(\d+)) \((MUST|SHOULD)\) — (.+?)\s*$")
 FEATURE = re.compile(r"^Feature: (.+)$")
 APPLIES = re.compile(r"^Applies when: (.+)$")
-OPTIONAL_FEATURES = frozenset({"framed", "tls", "starttls", "urgent"})
+OPTIONAL_FEATURES = profiles.PROFILES[profiles.DEFAULT].optional_features  # CloudHash/1's
 
 
 @dataclass(frozen=True)
@@ -31,17 +37,20 @@ class Requirement:
         return self.features[0] if self.features else None
 
 
-def spec_path() -> Path:
+def spec_path(profile: str = profiles.DEFAULT) -> Path:
+    name = profiles.named(profile).spec_file
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "PROTOCOL.md", here / "PROTOCOL.md"):
+    for candidate in (here.parent / name, here / name):
         if candidate.exists():
             return candidate
-    raise FileNotFoundError("PROTOCOL.md not found next to the suite")
+    raise FileNotFoundError(f"{name} not found next to the suite")
 
 
 @cache
-def load(path: Path | None = None) -> dict[str, Requirement]:
-    lines = (path or spec_path()).read_text(encoding="utf-8").splitlines()
+def load(path: Path | None = None, profile: str = profiles.DEFAULT) -> dict[str, Requirement]:
+    """The requirements of one profile's spec (of ``path``, if given), in the spec's order."""
+    spec = profiles.named(profile)
+    lines = (path or spec_path(profile)).read_text(encoding="utf-8").splitlines()
     found: dict[str, Requirement] = {}
     current: dict[str, object] | None = None
     body: list[str] = []
@@ -57,12 +66,14 @@ def load(path: Path | None = None) -> dict[str, Requirement]:
         if match:
             finish()
             body = []
+            if match.group(2) != spec.prefix:
+                raise ValueError(f"{match.group(1)}: the {spec.name} spec's IDs start with {spec.prefix}-")
             current = {
                 "id": match.group(1),
-                "area": match.group(2),
-                "number": int(match.group(3)),
-                "level": match.group(4),
-                "title": match.group(5),
+                "area": match.group(3),
+                "number": int(match.group(4)),
+                "level": match.group(5),
+                "title": match.group(6),
                 "features": (),
                 "applies_when": None,
             }
@@ -76,9 +87,9 @@ def load(path: Path | None = None) -> dict[str, Requirement]:
         feature = FEATURE.match(line.strip())
         if feature:
             names = tuple(n.strip().strip("`") for n in feature.group(1).split(","))
-            unknown = [n for n in names if n not in OPTIONAL_FEATURES]
+            unknown = [n for n in names if n not in spec.optional_features]
             if unknown:
-                raise ValueError(f"{current['id']}: unknown feature {unknown[0]!r} in PROTOCOL.md")
+                raise ValueError(f"{current['id']}: unknown feature {unknown[0]!r} in {spec.spec_file}")
             current["features"] = names
             continue
         applies = APPLIES.match(line.strip())
@@ -90,8 +101,21 @@ def load(path: Path | None = None) -> dict[str, Requirement]:
     return found
 
 
+def load_all() -> dict[str, Requirement]:
+    """Every profile's requirements (their IDs never collide: each profile has its prefix)."""
+    found: dict[str, Requirement] = {}
+    for name in profiles.PROFILES:
+        found.update(load(profile=name))
+    return found
+
+
 def get(requirement_id: str) -> Requirement:
-    requirements = load()
+    """Any profile's requirement, found by its ID's prefix."""
+    try:
+        profile = profiles.of_requirement(requirement_id)
+    except KeyError:
+        raise KeyError(f"{requirement_id} is not a requirement of PROTOCOL.md") from None
+    requirements = load(profile=profile.name)
     if requirement_id not in requirements:
-        raise KeyError(f"{requirement_id} is not a requirement of PROTOCOL.md")
+        raise KeyError(f"{requirement_id} is not a requirement of {profile.spec_file}")
     return requirements[requirement_id]
