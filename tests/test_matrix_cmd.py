@@ -107,3 +107,14 @@ def test_bad_image_options_get_one_line_and_exit_2(args: tuple[str, ...], messag
     assert result.returncode == 2, result.stdout[-1000:]
     assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert took < QUICK
+
+
+def test_on_a_remote_engine_the_process_tree_is_unsupported_never_misread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A remote engine's pids belong to another machine: read here, they would name some unrelated process."""
+    from suite.probe import Unsupported
+    from suite.targets.container import ContainerProcess
+
+    monkeypatch.setenv("DOCKER_HOST", "tcp://build-farm.example:2376")
+    process = ContainerProcess(None, "sockspec-base:bookworm", ["true"], network="n", labels={})
+    with pytest.raises(Unsupported, match="remote Docker engine"):
+        _ = process.pid

@@ -68,7 +68,9 @@ def run(options: argparse.Namespace) -> int:
     except UsageProblem as problem:
         print(f"sockspec batch: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(1 << 31)
+    seed = options.seed if options.seed is not None else loaded.shared.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        seed = random.SystemRandom().randrange(1 << 31)
     scratch = None if options.json else Path(tempfile.mkdtemp(prefix="sockspec-batch-"))
     work = Path(options.json) if options.json else scratch
     assert work is not None

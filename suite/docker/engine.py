@@ -34,6 +34,12 @@ def client(timeout: int = 120) -> Any:
     return engine
 
 
+def is_remote() -> str:
+    """The remote engine's address when DOCKER_HOST names one (tcp://, ssh://), or "" for this machine's."""
+    host = os.environ.get("DOCKER_HOST", "")
+    return host if host and not host.startswith(("unix://", "npipe://")) else ""
+
+
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 

@@ -15,7 +15,9 @@ import signal
 import threading
 from typing import Any
 
+from ..docker.engine import is_remote
 from ..escape import escape
+from ..probe import Unsupported
 from .process import (
     READY,
     READY_SHAPE,
@@ -64,6 +66,13 @@ class ContainerProcess:
 
     @property
     def pid(self) -> int:
+        """The server's pid on this machine; a remote engine's processes are not here to watch."""
+        remote = is_remote()
+        if remote:
+            raise Unsupported(
+                f"the server runs on a remote Docker engine (DOCKER_HOST={remote}): its processes are on that "
+                "machine, so the suite cannot watch its process tree"
+            )
         self.container.reload()
         return int(self.container.attrs["State"]["Pid"])
 
