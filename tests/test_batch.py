@@ -240,7 +240,16 @@ def test_two_shards_of_a_batch_merge_into_the_one_run_table(tmp_path: Path) -> N
 # ---- interrupts -----------------------------------------------------------------------------
 
 
-def test_sigint_stops_every_run_and_leaves_nothing_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("signum", "reader_gone"),
+    [(signal.SIGINT, False), (signal.SIGTERM, True)],
+    ids=["sigint", "sigterm-with-its-output-unread"],
+)
+def test_an_interrupt_stops_every_run_and_leaves_nothing_behind(
+    tmp_path: Path, signum: signal.Signals, reader_gone: bool
+) -> None:
+    """Also when whoever read the batch's output is gone (a closed pipe): its news cannot be written,
+    and its runs must be stopped all the same."""
     make_class(tmp_path, {"frank": STUDENTS["frank"]})
     manifest(tmp_path, reference="serial")
     out = tmp_path / "out"
@@ -256,8 +265,15 @@ def test_sigint_stops_every_run_and_leaves_nothing_behind(tmp_path: Path) -> Non
             assert batch.poll() is None, batch.communicate()[0][-2000:]
             select.select([batch.stdout], [], [], 0.05)  # the batch's news, or a moment between looks
         started = time.monotonic()
-        os.killpg(batch.pid, signal.SIGINT)
-        output, _ = batch.communicate(timeout=60)
+        if reader_gone:
+            assert batch.stdout is not None
+            batch.stdout.close()
+            os.kill(batch.pid, signum)  # to the batch alone: its runs must hear it from the batch
+            batch.wait(timeout=60)
+            output = ""
+        else:
+            os.killpg(batch.pid, signum)
+            output, _ = batch.communicate(timeout=60)
         took = time.monotonic() - started
     finally:
         if batch.poll() is None:

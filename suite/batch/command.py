@@ -17,7 +17,9 @@ could not be judged, or a bad manifest), 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
+import os
 import random
 import shlex
 import shutil
@@ -75,14 +77,7 @@ def run(options: argparse.Namespace) -> int:
     work = Path(options.json) if options.json else scratch
     assert work is not None
     try:
-        ended, interrupted = run_batch(
-            loaded,
-            chosen,
-            work,
-            workers=options.workers,
-            seed=seed,
-            log=lambda line: print(f"batch: {line}", flush=True),
-        )
+        ended, interrupted = run_batch(loaded, chosen, work, workers=options.workers, seed=seed, log=_log)
         targets = [_judged(loaded, run) for run in ended]
         facts = RunFacts(
             strict=bool(loaded.shared.get("strict")),
@@ -93,15 +88,29 @@ def run(options: argparse.Namespace) -> int:
         )
         report = files.to_json(targets, facts)
         _write(report, targets, facts, ended, options)
-        _show(report, options)
+        # The reports are written; a closed terminal loses only the table (rich says so with SystemExit(1)).
+        with contextlib.suppress(OSError, SystemExit):
+            _show(report, options)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+        _let_go_of_an_unread_terminal()
     return EXIT_INTERRUPTED if interrupted else exit_code(targets, facts)
 
 
+def _let_go_of_an_unread_terminal() -> None:
+    """Whoever read standard output has gone: what is left in its buffer goes nowhere,
+    so that Python's own flush at exit cannot turn the batch's exit code into an error."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _log(line: str) -> None:
-    print(f"batch: {line}", flush=True)
+    # Whoever reads the batch's output may be gone (a closed pipe): the batch carries on, and stops its runs.
+    with contextlib.suppress(OSError):
+        print(f"batch: {line}", flush=True)
 
 
 def _select(loaded: Manifest, names: list[str], shard: str | None) -> list[BatchTarget]:

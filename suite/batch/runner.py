@@ -216,9 +216,9 @@ def _finish(run: _Running, ended: dict[str, RunEnded], log: Log) -> None:
 def _stop_all(running: dict[int, _Running], ended: dict[str, RunEnded], log: Log) -> None:
     """SIGTERM every run (each stops its target and writes its report), then
     SIGKILL whatever has not ended within the grace period."""
-    log(f"interrupted: stopping {len(running)} run(s)")
-    for run in running.values():
+    for run in running.values():  # first: nothing below may keep a run from being stopped
         _signal(run, signal.SIGTERM)
+    log(f"interrupted: stopping {len(running)} run(s)")
     until = time.monotonic() + GRACE
     while running and time.monotonic() < until:
         poller = select.poll()
