@@ -16,6 +16,7 @@ from .clients.certs import make_client_certificates
 from .clients.under_test import ClientUnderTest
 from .clients.zone import NAMES as ZONE_NAMES
 from .probe import Measurement
+from .profiles.dialects import Dialect, dialect_for
 from .run_state import ids_of, state_of
 from .targets.base import Target
 from .targets.factory import TargetPool
@@ -34,6 +35,7 @@ def sockspec_pool(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         timeout=settings.timeout,
         ready_timeout=settings.ready_timeout,
         docker=state.docker,
+        profile=settings.profile,
     )
     yield pool
     pool.close()
@@ -59,11 +61,14 @@ def target(request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_nam
 def fresh_target(
     request: pytest.FixtureRequest, sockspec_pool: TargetPool, target_name: str
 ) -> Iterator[Callable[..., contextlib.AbstractContextManager[Target]]]:
-    """Start a separate instance: ``with fresh_target(idle=1.0, why=...) as t``."""
+    """Start a separate instance: ``with fresh_target(idle=1.0, why=...) as t``
+    (``maxclients=N``: with the client limit N, through the template's {maxclients})."""
 
     @contextlib.contextmanager
-    def start(idle: float | None = None, why: str = "") -> Iterator[Target]:
-        kwargs: dict[str, Any] = {"why": why} if idle is None else {"idle": idle, "why": why}
+    def start(idle: float | None = None, why: str = "", maxclients: int | None = None) -> Iterator[Target]:
+        kwargs: dict[str, Any] = {"why": why, "maxclients": maxclients}
+        if idle is not None:
+            kwargs["idle"] = idle
         with sockspec_pool.fresh(target_name, **kwargs) as instance:
             request.node.stash.setdefault(TARGET_VIEWS, []).append(instance)
             _require_features(request, instance)
@@ -142,6 +147,12 @@ def timeline(request: pytest.FixtureRequest) -> Callable[..., Timeline]:
         return picture
 
     return start
+
+
+@pytest.fixture(scope="session")
+def dialect(request: pytest.FixtureRequest) -> Dialect:
+    """How the run's profile speaks (--profile): a check written against it runs under either."""
+    return dialect_for(state_of(request.config).settings.profile)
 
 
 @pytest.fixture

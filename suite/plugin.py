@@ -36,7 +36,7 @@ from .report import terminal
 from .report.collect import RESULTS, USER_PROPERTY, ResultCollector
 from .report.explain import failures_text
 from .report.roots import area_rank
-from .run_state import STATE, RunState, ids_of, is_check, state_of, target_of
+from .run_state import STATE, RunState, ids_of, is_check, marked_ids, state_of, target_of
 from .targets.base import Target
 from .verdicts import Verdict
 
@@ -153,6 +153,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A check of another profile's requirements only (CloudHash/1's under --profile resp2) never runs.
+    other_profile = [item for item in items if marked_ids(item) and not is_check(item)]
+    if other_profile:
+        config.hook.pytest_deselected(items=other_profile)
+        items[:] = [item for item in items if item not in other_profile]
     checks = [item for item in items if is_check(item)]
     if not checks:
         return

@@ -31,6 +31,7 @@ def check_targets(settings: RunSettings, docker: Any, say: Callable[[str], None]
             timeout=settings.timeout,
             ready_timeout=settings.ready_timeout,
             docker=docker,
+            profile=settings.profile,
         )
         for name in names:
             result = pool.preflight(name)

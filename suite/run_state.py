@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from . import profiles
 from .configuration import RunSettings
 from .docker.environment import DockerEnvironment
 
@@ -34,8 +35,19 @@ def state_of(config: pytest.Config) -> RunState:
     return config.stash[STATE]
 
 
-def ids_of(item: pytest.Item) -> list[str]:
+def marked_ids(item: pytest.Item) -> list[str]:
+    """Every requirement a check is marked with, whatever its profile."""
     return [i for mark in item.iter_markers("requirement") for i in mark.args]
+
+
+def ids_of(item: pytest.Item) -> list[str]:
+    """The requirements a check judges in this run: those of the run's profile
+    (a check written against a Dialect names one requirement per profile)."""
+    state = item.config.stash.get(STATE, None)
+    if state is None:
+        return marked_ids(item)
+    profile = profiles.named(state.settings.profile)
+    return [i for i in marked_ids(item) if profile.owns(i)]
 
 
 def is_check(item: pytest.Item) -> bool:

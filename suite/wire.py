@@ -235,6 +235,10 @@ class Wire:
         """Received but not yet consumed by a read_* call."""
         return bytes(self._buffer)
 
+    def unread(self, data: bytes) -> None:
+        """Give back bytes a reader took too far: they are pending again, first."""
+        self._buffer[:0] = data
+
     def close(self) -> None:
         self.sock.close()
 

@@ -1,4 +1,6 @@
-"""CH-TLS: implicit TLS and STARTTLS (PROTOCOL.md section 15).
+"""CH-TLS: implicit TLS and STARTTLS (PROTOCOL.md section 15); CH-TLS-1 and
+CH-TLS-2 are written against the run's Dialect, and judge R2-TLS-1 and
+R2-TLS-2 under --profile resp2 (PROTOCOL-RESP2.md, section 10).
 
 Each request's reply is read before the next request is sent, except where
 the bytes sent together are what is judged (CH-TLS-5), so that a server
@@ -11,6 +13,7 @@ import ssl
 import warnings
 
 from suite.api import HarnessError, Probe, Violation, fresh_key, not_applicable, requirement
+from suite.profiles.dialects import Dialect
 from suite.targets.base import Target
 
 
@@ -27,8 +30,8 @@ def _pinned_context(target: Target, version: ssl.TLSVersion) -> ssl.SSLContext:
     return context
 
 
-@requirement("CH-TLS-1")
-def test_tls_1_2_and_1_3_handshakes_are_accepted_and_speak_the_protocol(target: Target) -> None:
+@requirement("CH-TLS-1", "R2-TLS-1")
+def test_tls_1_2_and_1_3_handshakes_are_accepted_and_speak_the_protocol(target: Target, dialect: Dialect) -> None:
     for version in (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3):
         try:
             c = target.connect_tls(f"TLS {version.name}", context=_pinned_context(target, version))
@@ -39,14 +42,14 @@ def test_tls_1_2_and_1_3_handshakes_are_accepted_and_speak_the_protocol(target: 
                 actual=str(error),
             ) from None
         with c:
-            c.ask(b"PING", b"+PONG", why=f"line mode inside {version.name}")
+            dialect.ask(c, dialect.ping(), why=f"PING inside {version.name}")
             if target.declared.has("framed"):
                 c.switch_to_framed()
                 c.ask(b"ECHO in\r\nside", b"$in\r\nside", why="framed mode inside TLS")
 
 
-@requirement("CH-TLS-2")
-def test_tls_1_0_and_1_1_handshakes_are_refused(target: Target) -> None:
+@requirement("CH-TLS-2", "R2-TLS-2")
+def test_tls_1_0_and_1_1_handshakes_are_refused(target: Target, dialect: Dialect) -> None:
     for version in (ssl.TLSVersion.TLSv1_1, ssl.TLSVersion.TLSv1):
         context = _pinned_context(target, version)
         try:
@@ -64,7 +67,7 @@ def test_tls_1_0_and_1_1_handshakes_are_refused(target: Target) -> None:
                 actual=f"negotiated {c.wire.sock.version()}",  # type: ignore[attr-defined]
             )
     with target.connect_tls("after the refusals") as c:
-        c.ask(b"PING", b"+PONG", why="the server keeps serving TLS clients")
+        dialect.ask(c, dialect.ping(), why="the server keeps serving TLS clients")
 
 
 @requirement("CH-TLS-3")

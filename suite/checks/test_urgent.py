@@ -1,4 +1,6 @@
-"""CH-URGENT: TCP urgent data (PROTOCOL.md section 14).
+"""CH-URGENT: TCP urgent data (PROTOCOL.md section 14); CH-URGENT-1 is
+written against the run's Dialect, and judges R2-URGENT-1 under --profile
+resp2 (PROTOCOL-RESP2.md, section 9).
 
 The urgent byte is sent with MSG_OOB on the TCP socket (beneath TLS where
 there is TLS). TCP keeps one urgent byte: a second one sent before the server
@@ -20,6 +22,8 @@ import time
 
 from suite.api import Measure, Unsupported, fresh_key, requirement
 from suite.probe import Probe, silent_until
+from suite.profiles import CLOUDHASH
+from suite.profiles.dialects import Dialect
 from suite.targets.base import Target
 from suite.wire import frame
 
@@ -67,16 +71,25 @@ def _judge_latency(c: Probe, latency: float, measure: Measure, what: str) -> Non
         )
 
 
-@requirement("CH-URGENT-1")
-def test_the_urgent_byte_never_becomes_request_data(target: Target) -> None:
+def _urgent_inside_requests(c: Probe, dialect: Dialect, where: str) -> None:
+    """ECHO cut after its first two bytes, and SET cut inside its value, each around an urgent byte."""
+    echo = dialect.echo(b"hi")
+    _send_around_urgent(c, echo.request[:2], echo.request[2:])
+    dialect.expect_reply(c, echo.reply, f"{where}: ECHO hi cut after 2 bytes around urgent X: the byte is no data")
     key = fresh_key()
+    stored = dialect.set(key, b"ab")
+    _send_around_urgent(c, stored.request[:-3], stored.request[-3:])
+    dialect.expect_reply(c, stored.reply, f"{where}: SET with an urgent byte inside its value")
+    dialect.ask(c, dialect.get(key, b"ab"), why=f"{where}: the urgent byte is not part of the stored value")
+
+
+@requirement("CH-URGENT-1", "R2-URGENT-1")
+def test_the_urgent_byte_never_becomes_request_data(target: Target, dialect: Dialect) -> None:
     with target.connect("line mode") as c:
-        _send_around_urgent(c, b"EC", b"HO hi\r\n")
-        c.expect_line(b"$hi\r\n", why='"EC", urgent X, "HO hi": the urgent byte is not part of the request')
-        _send_around_urgent(c, b"SET " + key + b" a", b"b\r\n")
-        c.expect_line(b"+OK\r\n", why="SET with an urgent byte inside its value")
-        c.ask(b"GET " + key, b"$ab", why="the urgent byte is not part of the stored value")
-    if target.declared.has("framed"):
+        _urgent_inside_requests(c, dialect, "plain port")
+        _urgent_between_requests(c)
+        dialect.ask(c, dialect.ping(), why="plain port: an urgent byte between two requests is no data")
+    if dialect.profile is CLOUDHASH and target.declared.has("framed"):
         framed_key = fresh_key()
         with target.connect("framed mode") as c:
             c.switch_to_framed()
@@ -87,9 +100,8 @@ def test_the_urgent_byte_never_becomes_request_data(target: Target) -> None:
             c.ask(b"GET " + framed_key, b"$ab", why="the urgent byte is not part of the stored value")
     if target.declared.has("tls"):
         with target.connect_tls("implicit TLS") as c:
-            c.ask(b"PING", b"+PONG", why="a round trip first, so that session tickets are out of the way")
-            _send_around_urgent(c, b"EC", b"HO hi\r\n")
-            c.expect_line(b"$hi\r\n", why="on a TLS connection the urgent byte is not part of the request either")
+            dialect.ask(c, dialect.ping(), why="a round trip first, so that session tickets are out of the way")
+            _urgent_inside_requests(c, dialect, "TLS port")
 
 
 @requirement("CH-URGENT-2")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import requirements
+from .. import profiles, requirements
 from ..outcome import CheckOutcome
-from ..requirements import OPTIONAL_FEATURES
 from ..verdicts import Verdict, worst
 from . import roots
 
@@ -105,7 +105,7 @@ class TargetResult:
             return "unchecked"
         # A requirement that does not apply (Applies when:) holds vacuously.
         if (
-            declared >= OPTIONAL_FEATURES
+            declared >= self.profile().optional_features
             and not any(r.verdict.fails_run(strict=False) for r in optional)
             and not any(r.unchecked(declared) for r in optional)
         ):
@@ -114,6 +114,16 @@ class TargetResult:
 
     def declared_features(self) -> set[str]:
         return {f for f in self.declared.get("features", "").split(",") if f}
+
+    def profile(self) -> profiles.Profile:
+        """The profile the target was judged under, known by its requirements' IDs."""
+        for result in self.results:
+            with contextlib.suppress(KeyError):
+                return profiles.of_requirement(result.id)
+        return profiles.PROFILES[profiles.DEFAULT]
+
+    def feature_order(self) -> tuple[str, ...]:
+        return tuple(f for f in FEATURE_ORDER if f in self.profile().optional_features)
 
     def unchecked(self) -> list[RequirementResult]:
         """The MUSTs that apply and could not be checked."""
@@ -134,8 +144,10 @@ class TargetResult:
         if level == "unchecked":
             return f"unchecked: every MUST that was checked holds, but {unchecked}; no level is claimed"
         if level == "full":
-            return "full: every MUST holds, optional features included, and all four features are declared"
-        undeclared = [f"`{f}`" for f in FEATURE_ORDER if f not in self.declared_features()]
+            count = len(self.feature_order())
+            every = {1: "its one feature is", 4: "all four features are"}.get(count, f"all {count} features are")
+            return f"full: every MUST holds, optional features included, and {every} declared"
+        undeclared = [f"`{f}`" for f in self.feature_order() if f not in self.declared_features()]
         reasons = (
             [f"{', '.join(undeclared)} {'is' if len(undeclared) == 1 else 'are'} not declared"] if undeclared else []
         )
@@ -152,7 +164,7 @@ class TargetResult:
         ran) or "not declared"."""
         standing = {}
         declared = self.declared_features()
-        for feature in FEATURE_ORDER:
+        for feature in self.feature_order():
             mine = [r for r in self.results if feature in _features_of(r)]
             if feature not in declared:
                 standing[feature] = "not declared"
@@ -255,14 +267,13 @@ def aggregate(outcomes: list[CheckOutcome], descriptions: dict[str, str] | None 
         for requirement_id in outcome.ids:
             by_target[outcome.target][requirement_id].append(outcome)
         measurements[outcome.target].extend({**m, "requirement": outcome.ids[0]} for m in outcome.measurements)
-    spec = requirements.load()
     targets = []
     for name, checks_by_id in by_target.items():
         target = TargetResult(name, (descriptions or {}).get(name, ""), measurements=measurements[name])
         for requirement_id in sorted(checks_by_id, key=roots.spec_order):
             checks = checks_by_id[requirement_id]
             verdict = worst([c.verdict for c in checks])
-            requirement = spec[requirement_id]
+            requirement = requirements.get(requirement_id)
             # A SHOULD can never be worse than NON-STRICT for the target.
             if requirement.level == "SHOULD" and verdict is Verdict.FAIL:
                 verdict = Verdict.NON_STRICT

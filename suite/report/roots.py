@@ -58,6 +58,10 @@ PREREQUISITES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("CH-FRAME-18", PIPELINED, "TCP splits and merges writes: a server that reads one request per segment"),
     ("CH-FRAME-17", PIPELINED, "these checks send several requests at once and read the replies in order"),
     ("CH-CLIENT-11", ("CLIENT",), "every client scenario reads the replies the client prints and its exit status"),
+    # RESP2 (PROTOCOL-RESP2.md): every check sends multibulk requests and reads their replies.
+    ("R2-FRAME-1", ("*",), "multibulk requests: every RESP2 check sends its requests so and reads typed replies"),
+    ("R2-FRAME-4", ("FRAME", "R2-CONC-1"), "these checks send several requests at once and read the replies in order"),
+    ("R2-CLIENT-1", ("CLIENT",), "every client scenario reads the reply the client prints and its exit status"),
 )
 _PREREQUISITE_IDS = [requirement_id for requirement_id, _, _ in PREREQUISITES]
 _SCOPE = {requirement_id: areas for requirement_id, areas, _ in PREREQUISITES}
@@ -88,7 +92,11 @@ def _fails(result: RequirementResult) -> bool:
 
 
 def _kind(requirement_id: str) -> str:
-    return "client" if requirement_id.startswith("CH-CLIENT-") else "server"
+    return "client" if "-CLIENT-" in requirement_id else "server"
+
+
+def _profile(requirement_id: str) -> str:
+    return requirement_id.split("-", 1)[0]
 
 
 def may_follow_from(result: RequirementResult, results: list[RequirementResult]) -> list[str]:
@@ -106,7 +114,7 @@ def may_follow_from(result: RequirementResult, results: list[RequirementResult])
 
 
 def _covers(prerequisite: str, requirement_id: str) -> bool:
-    if _kind(prerequisite) != _kind(requirement_id):
+    if _kind(prerequisite) != _kind(requirement_id) or _profile(prerequisite) != _profile(requirement_id):
         return False
     scope = _SCOPE[prerequisite]
     return "*" in scope or requirement_id.split("-")[1] in scope or requirement_id in scope

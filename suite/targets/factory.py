@@ -8,6 +8,8 @@ import shlex
 import socket
 import string
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,18 @@ from typing import Any
 from ..certs import CertificateFiles
 from ..escape import escape
 from ..probe import HarnessError, Unsupported
+from ..profiles import DEFAULT as DEFAULT_PROFILE
+from ..profiles import declaration
 from ..wire import Ending, Wire, WireTimeout
 from .base import Declared, Target, TlsTrust
 from .container import CERTS_MOUNT, ContainerProcess
 from .process import Endpoint, ServerProcess, TargetNotReady, free_ports
 
-PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle", "host")
+PLACEHOLDERS = ("port", "tls_port", "cert", "key", "ca", "idle", "host", "maxclients")
 USER_WORKDIR = "/work"  # where a --cmd run in an image finds its working directory (read-only)
 SHARED_IDLE = 60.0  # long enough that no ordinary check meets it
+SHARED_MAXCLIENTS = 64  # {maxclients} of the shared instance: room for every check's connections
+TLS_LISTEN_GRACE = 2.0  # RESP2: seconds for a template's {tls_port} to accept once {port} does
 
 
 @dataclass
@@ -167,6 +173,7 @@ class TargetPool:
     timeout: float = 5.0
     ready_timeout: float = 15.0
     docker: Any = None  # a suite.docker.environment.DockerEnvironment, for --image targets
+    profile: str = DEFAULT_PROFILE  # how INFO is asked and a TLS port announced (suite.profiles)
     _shared: dict[str, Target] = field(default_factory=dict)
     _failed: dict[str, str] = field(default_factory=dict)  # target name -> why it did not start
 
@@ -177,8 +184,11 @@ class TargetPool:
         return self._shared[name]
 
     @contextlib.contextmanager
-    def fresh(self, name: str, idle: float = SHARED_IDLE, why: str = "") -> Iterator[Target]:
-        """A separate instance for a check that would disturb others."""
+    def fresh(
+        self, name: str, idle: float = SHARED_IDLE, why: str = "", maxclients: int | None = None
+    ) -> Iterator[Target]:
+        """A separate instance for a check that would disturb others (``maxclients``:
+        the client limit to start it with, through {maxclients})."""
         spec = self.specs[name]
         self._require_control(spec, why)
         if idle != SHARED_IDLE and spec.template is not None and "{idle}" not in spec.template:
@@ -187,7 +197,7 @@ class TargetPool:
                 f"needs the server started with an idle timeout of {idle:g} s, and the --cmd template has no "
                 "{idle} placeholder: add one (e.g. --idle {idle}) so the suite can set it"
             )
-        target = self._open(name, idle)
+        target = self._open(name, idle, maxclients or SHARED_MAXCLIENTS)
         try:
             yield target
         finally:
@@ -235,19 +245,20 @@ class TargetPool:
 
     # ---- internals -----------------------------------------------------------
 
-    def _open(self, name: str, idle: float) -> Target:
+    def _open(self, name: str, idle: float, maxclients: int = SHARED_MAXCLIENTS) -> Target:
         spec = self.specs[name]
         if not spec.controllable:
             assert spec.address is not None
             self._raise_if_failed(name)
             trust = TlsTrust(spec.ca, spec.hostname)
             target = Target(spec.name, spec.address, Declared({}), trust, timeout=self.timeout)
-            return self._with_info(target, remember_as=name)
-        process, endpoint = self._launch_once(name, idle)
+            return self._with_info(target, remember_as=name, placed={})
+        process, endpoint = self._launch_once(name, idle, maxclients)
         trust = TlsTrust(self.certs.ca, "localhost")
         target = Target(spec.name, endpoint, Declared({}), trust, process=process, timeout=self.timeout)
+        placed = {"idle": f"{idle:g}", "maxclients": str(maxclients)}
         try:
-            return self._with_info(target, remember_as=name)
+            return self._with_info(target, remember_as=name, placed=placed)
         except BaseException:
             self._close(target)
             raise
@@ -260,20 +271,20 @@ class TargetPool:
         self._failed[name] = why
         return TargetDidNotStart(why)
 
-    def _launch_once(self, name: str, idle: float) -> tuple[Any, Endpoint]:
+    def _launch_once(self, name: str, idle: float, maxclients: int = SHARED_MAXCLIENTS) -> tuple[Any, Endpoint]:
         """Launch, unless an earlier launch failed: then that failure again, at once."""
         self._raise_if_failed(name)
         spec = self.specs[name]
         try:
-            return self._launch(spec, idle)
+            return self._launch(spec, idle, maxclients)
         except TargetNotReady as error:
             raise self._remember(name, f"{spec.name}: {error}") from None
         except OSError as error:  # the command itself could not be run
             raise self._remember(name, f"{spec.name}: the command could not be run: {error}") from None
 
-    def _launch(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
+    def _launch(self, spec: TargetSpec, idle: float, maxclients: int) -> tuple[Any, Endpoint]:
         if spec.image is not None:
-            return self._launch_container(spec, idle)
+            return self._launch_container(spec, idle, maxclients)
         assert spec.template is not None
         for attempt in (1, 2):
             port, tls_port = free_ports(2)
@@ -285,12 +296,14 @@ class TargetPool:
                 "ca": str(self.certs.ca),
                 "idle": f"{idle:g}",
                 "host": "127.0.0.1",
+                "maxclients": str(maxclients),
             }
             process = ServerProcess(fill_template(spec.template, values))
             try:
                 # Only what the target announces is dialled: no READY tls= part, no TLS port
                 # (even if the template passed one), so its TLS checks are UNSUPPORTED, not failed.
-                return process, process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
+                endpoint = process.start(timeout=self.ready_timeout, expect_port=("127.0.0.1", port))
+                return process, self._announced_by_template(spec, endpoint, tls_port)
             except TargetNotReady:
                 process.kill()
                 # Another program may have taken a port between choosing and binding: once more.
@@ -302,7 +315,25 @@ class TargetPool:
                 raise
         raise AssertionError("unreachable")
 
-    def _launch_container(self, spec: TargetSpec, idle: float) -> tuple[Any, Endpoint]:
+    def _announced_by_template(self, spec: TargetSpec, endpoint: Endpoint, tls_port: int) -> Endpoint:
+        """RESP2 has no READY line: a template's {tls_port} is the TLS port, once it
+        accepts (a server opens its listeners together, so a moment is enough)."""
+        if self.profile == DEFAULT_PROFILE or endpoint.tls_port is not None or spec.template is None:
+            return endpoint
+        if "{tls_port}" not in spec.template:
+            return endpoint
+        deadline = time.monotonic() + TLS_LISTEN_GRACE
+        while True:
+            try:
+                socket.create_connection((endpoint.host, tls_port), timeout=TLS_LISTEN_GRACE).close()
+            except OSError:
+                if time.monotonic() >= deadline:
+                    return endpoint  # never listened: no TLS port, and its checks are UNSUPPORTED
+                threading.Event().wait(0.05)  # a look at the port every 50 ms, until the deadline
+                continue
+            return Endpoint(endpoint.host, endpoint.port, tls_port)
+
+    def _launch_container(self, spec: TargetSpec, idle: float, maxclients: int) -> tuple[Any, Endpoint]:
         docker = self.docker
         if docker is None:
             raise HarnessError("an --image target needs a Docker engine, and none was set up")
@@ -319,6 +350,7 @@ class TargetPool:
                 "ca": f"{CERTS_MOUNT}/{self.certs.ca.name}",
                 "idle": f"{idle:g}",
                 "host": "0.0.0.0",  # reached by the container's address, not its loopback
+                "maxclients": str(maxclients),
             }
             # exec: the server itself is PID 1, and the signals the suite sends reach it
             command = ["sh", "-c", "exec " + shlex.join(fill_template(spec.template, values))]
@@ -347,14 +379,22 @@ class TargetPool:
             raise
         return process, endpoint
 
-    def _with_info(self, target: Target, remember_as: str) -> Target:
+    def _with_info(self, target: Target, remember_as: str, placed: dict[str, str]) -> Target:
         """Read INFO on a connection of its own; a target that cannot be reached at all
-        is remembered as failed, one that does not answer INFO keeps that as its info_problem."""
+        is remembered as failed, one that does not answer INFO keeps that as its info_problem.
+        ``placed``: the values the suite filled into the template (RESP2 declares by them)."""
         endpoint = target.endpoint
         try:
             wire = Wire.connect(endpoint.host, endpoint.port, timeout=self.timeout)
         except OSError as error:
             raise self._remember(remember_as, self._unreachable(target, error)) from None
+        if self.profile != DEFAULT_PROFILE:
+            with wire:
+                info, info_problem = declaration.read_info(wire, self.timeout)
+            template = self.specs[remember_as].template if target.process is not None else None
+            pairs = {**declaration.from_placeholders(template, placed, endpoint.tls_port), **info}
+            target.declared = Declared({**pairs, **self.overrides}, info_problem)
+            return target
         with wire:
             try:
                 # One request at a time: a server that mishandles pipelining must
