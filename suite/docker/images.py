@@ -181,11 +181,19 @@ def build_dns_image(engine: Any, base: Base, log: Log = print) -> str:
 
 
 def _build(
-    engine: Any, context: str, tag: str, base_name: str, log: Log, *, labels: dict[str, str] | None = None
+    engine: Any,
+    context: str,
+    tag: str,
+    base_name: str,
+    log: Log,
+    *,
+    labels: dict[str, str] | None = None,
+    dockerfile: str = "Dockerfile",
 ) -> None:
     try:
         engine.images.build(
             path=context,
+            dockerfile=dockerfile,
             tag=tag,
             buildargs={"BASE": base_name},
             labels={PROJECT_LABEL: PROJECT, **(labels or {})},
@@ -312,19 +320,5 @@ def build_user_image(engine: Any, base: Base, dockerfile: Path, name: str, log: 
     ``FROM ${BASE}``) on ``base``, with the Dockerfile's directory as context."""
     base_name = ensure_base(engine, base, log)
     tag = f"{USER_REPOSITORY}:{re.sub(r'[^a-z0-9_.-]+', '-', name.lower())}-{base.key}"
-    try:
-        engine.images.build(
-            path=str(dockerfile.resolve().parent),
-            dockerfile=dockerfile.name,
-            tag=tag,
-            buildargs={"BASE": base_name},
-            labels={PROJECT_LABEL: PROJECT},
-            rm=True,
-            forcerm=True,
-        )
-    except Exception as error:
-        build_log = getattr(error, "build_log", None) or []
-        lines = [item.get("stream", "") or item.get("error", "") for item in build_log]
-        raise RuntimeError(f"building {tag} from {dockerfile} failed: {error}\n{''.join(lines)[-3000:]}") from None
-    log(f"image {tag} ready")
+    _build(engine, str(dockerfile.resolve().parent), tag, base_name, log, dockerfile=dockerfile.name)
     return tag

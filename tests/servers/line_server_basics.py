@@ -1,6 +1,6 @@
 """What the small misbehaving servers share, as a student would write it once and
 import it: a threaded TCP server that answers PING, INFO and QUIT one line at a
-time, and -ERR UNKNOWN to anything else. Each script misbehaves in one way of its
+time, and -ERR UNKNOWN (or what the script says) to anything else. Each script misbehaves in one way of its
 own and is otherwise correct for what it serves.
 
 Standard library only.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import socketserver
 import sys
+from collections.abc import Callable
 
 INFO = (
     b"$proto=cloudhash/1 arch=student concurrency=16 max_connections=16 overflow=queue "
@@ -28,8 +29,19 @@ def options(*extra_flags: str) -> argparse.Namespace:
     return known
 
 
-def listen(port: int, info_reply: bytes = INFO) -> socketserver.ThreadingTCPServer:
-    """Bound and listening on 127.0.0.1 (not yet serving): port 0 lets the OS choose."""
+UNKNOWN = b"-ERR UNKNOWN command"
+
+
+def listen(
+    port: int,
+    info_reply: bytes = INFO,
+    *,
+    other: Callable[[bytes], bytes | None] = lambda command: UNKNOWN,
+    host: str = "127.0.0.1",
+) -> socketserver.ThreadingTCPServer:
+    """Bound and listening on ``host`` (not yet serving): port 0 lets the OS choose.
+    ``other`` answers every command but PING, INFO and QUIT (its reply without
+    CRLF; None: no reply at all)."""
 
     class Connection(socketserver.StreamRequestHandler):
         def handle(self) -> None:
@@ -41,19 +53,20 @@ def listen(port: int, info_reply: bytes = INFO) -> socketserver.ThreadingTCPServ
         def serve_lines(self) -> None:
             while line := self.rfile.readline(8194):
                 command = line.rstrip(b"\r\n")
-                if command == b"PING":
+                name = command.upper()  # command names are case-insensitive (CH-CMD-1)
+                if name == b"PING":
                     self.wfile.write(b"+PONG\r\n")
-                elif command == b"INFO":
+                elif name == b"INFO":
                     self.wfile.write(info_reply + b"\r\n")
-                elif command == b"QUIT":
+                elif name == b"QUIT":
                     self.wfile.write(b"+BYE\r\n")
                     return
-                else:
-                    self.wfile.write(b"-ERR UNKNOWN command\r\n")
+                elif (reply := other(command)) is not None:
+                    self.wfile.write(reply + b"\r\n")
 
     socketserver.ThreadingTCPServer.allow_reuse_address = True
     socketserver.ThreadingTCPServer.daemon_threads = True
-    return socketserver.ThreadingTCPServer(("127.0.0.1", port), Connection)
+    return socketserver.ThreadingTCPServer((host, port), Connection)
 
 
 def announce(server: socketserver.ThreadingTCPServer, tls_port: int | None = None) -> None:
