@@ -144,9 +144,9 @@ def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
         commands = get("cmd")
         images = [base.key for spec in get("cmd_image") or [] for base in resolve_bases(spec)]
         dockerfile = _dockerfile(get("dockerfile"), images)
-        for index, template in enumerate(commands):
+        for template in commands:
             check_server_template(template, here=not images and dockerfile is None)
-            name = "cmd" if len(commands) == 1 else f"cmd{index + 1}"
+            name = _unique(program_name(template), specs)
             specs[name] = TargetSpec(name, template=template)
         addresses = get("address")
         ca = get("ca")
@@ -187,6 +187,42 @@ def _in_images(specs: dict[str, TargetSpec], images: list[str], dockerfile: Path
             name = f"{spec.name}@{key}"
             placed[name] = dataclasses.replace(spec, name=name, image=key, workdir=Path.cwd(), dockerfile=dockerfile)
     return placed
+
+
+INTERPRETERS = ("python", "python3", "node", "nodejs", "ruby", "perl", "php", "java", "sh", "bash", "dotnet")
+
+
+def program_name(template: str) -> str:
+    """A --cmd target's name in the reports, from its command (--name overrides it):
+    "python3 myserver.py --port {port}" -> "myserver", "./kv-server {port}" ->
+    "kv-server", "python3 -m shop.server ..." -> "shop.server", "java -jar kv.jar" -> "kv"."""
+    words = [w for w in shlex.split(template) if "{" not in w]
+    program = Path(words[0]).name if words else ""
+    chosen = program
+    if re.sub(r"[\d.]+$", "", program) in INTERPRETERS:
+        rest = words[1:]
+        for index, word in enumerate(rest):
+            if word in ("-m", "-jar") and index + 1 < len(rest):
+                chosen = rest[index + 1]
+                break
+            if not word.startswith("-"):
+                chosen = word
+                break
+        chosen = Path(chosen).name
+        if "." in chosen and not chosen.startswith("."):
+            stem, _, extension = chosen.rpartition(".")
+            chosen = stem if extension in ("py", "js", "mjs", "rb", "pl", "php", "jar", "sh", "dll") else chosen
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", chosen).strip("-._")[:64]
+    return name if name and NAME.fullmatch(name) else "cmd"
+
+
+def _unique(name: str, taken: dict[str, TargetSpec]) -> str:
+    if name not in taken:
+        return name
+    number = 2
+    while f"{name}-{number}" in taken:
+        number += 1
+    return f"{name}-{number}"
 
 
 # A name ends up in file names, node IDs and JUnit: keep it to a safe alphabet.
