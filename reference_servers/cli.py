@@ -78,6 +78,13 @@ def parser(prog: str = "python -m reference_servers") -> argparse.ArgumentParser
     p.add_argument("--idle-timeout", type=_seconds, default=300.0, help="seconds; 0 disables (default 300)")
     p.add_argument("--max-line", type=_positive, default=8192, help="bytes, terminator included (default 8192)")
     p.add_argument("--max-frame", type=_positive, default=1 << 20, help="frame payload bytes (default 1048576)")
+    p.add_argument(
+        "--max-output",
+        type=_positive,
+        default=1 << 20,
+        help="pending output per connection, in bytes, past which the connection waits for its peer to read"
+        " (default 1048576)",
+    )
     return p
 
 
@@ -102,6 +109,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m reference_ser
         idle_timeout=args.idle_timeout,
         max_line=args.max_line,
         max_frame=args.max_frame,
+        max_output=args.max_output,
     )
     return run(load(args.arch), settings)
 

@@ -37,7 +37,10 @@ def serve(context: Context) -> None:
         sock.close()  # the child has its own copy
 
     def at_capacity() -> bool:
-        children.reap()
+        # SIGCHLD wakes the loop to reap; a child that ended since then is
+        # only worth looking for when the count says the server is full.
+        if len(children) >= context.info.max_connections:
+            children.reap()
         return len(children) >= context.info.max_connections
 
     admission = Admission(context, at_capacity, start)

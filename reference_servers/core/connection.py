@@ -89,6 +89,13 @@ class ServerConnection:
             self._sleep_until = None
             self._events.append(self._reply(ABORTED, now))
 
+    def replies_sent(self, now: float) -> None:
+        """Every reply so far has left the server (the caller held some back
+        for a peer that was slow to read): the idle time counts from ``now``,
+        the sending of the last reply (section 12)."""
+        if not self._finished:
+            self._idle_since = now
+
     def begin_shutdown(self) -> None:
         """Graceful shutdown: finish what was received, then say SHUTDOWN once idle."""
         self._shutting_down = True

@@ -18,6 +18,7 @@ class ServerInfo:
     max_line: int = 8192
     max_frame: int = 1 << 20
     features: frozenset[str] = field(default_factory=frozenset)
+    max_output: int = 1 << 20  # the mark for a connection's pending output (CH-ROBUST-1)
 
     def __post_init__(self) -> None:
         if self.overflow not in ("busy", "queue"):
@@ -27,6 +28,8 @@ class ServerInfo:
             raise ValueError(f"unknown features: {sorted(unknown)}")
         if self.max_line < 2:
             raise ValueError("max_line must be at least 2 (room for a command and LF)")
+        if self.max_output < 1:
+            raise ValueError("max_output must be at least 1")
 
     def render(self) -> bytes:
         """The INFO value: space-separated key=value pairs."""
@@ -41,6 +44,7 @@ class ServerInfo:
             ("max_line", str(self.max_line)),
             ("max_frame", str(self.max_frame)),
             ("features", features),
+            ("max_output", str(self.max_output)),
             ("impl", "sockspec-reference"),
         ]
         return " ".join(f"{k}={v}" for k, v in pairs).encode("ascii")

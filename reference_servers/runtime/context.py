@@ -31,7 +31,14 @@ class Context:
             starttls_available=self.tls_context is not None,
             in_tls=listener.tls,
         )
-        return Session(sock, conn, now, tls_context=self.tls_context, implicit_tls=listener.tls)
+        return Session(
+            sock,
+            conn,
+            now,
+            tls_context=self.tls_context,
+            implicit_tls=listener.tls,
+            max_output=self.info.max_output,
+        )
 
     @staticmethod
     def refusal(sock: socket.socket, listener: Listener, now: float) -> Session:

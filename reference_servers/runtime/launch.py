@@ -43,6 +43,7 @@ def run(architecture: Architecture, settings: Settings) -> int:
         max_line=settings.max_line,
         max_frame=settings.max_frame,
         features=frozenset(features),
+        max_output=settings.max_output,
     )
     try:
         tls_context = settings.tls_context()

@@ -5,6 +5,12 @@ A Session never blocks. Its owner watches ``fileno()`` for what
 matching ``on_*`` method, and calls ``on_timer`` once ``deadline()`` passes.
 TLS runs through memory BIOs, so the raw socket stays ours: that is what lets
 the urgent byte be read beside an encrypted stream.
+
+Replies wait in the session's output buffer until the kernel takes them. Once
+that pending output reaches the mark (``max_output``, CH-ROBUST-1), the session
+neither runs the connection's next request nor reads from it until the peer
+has read enough for the output to drop below the mark again, so a peer that
+never reads holds at most the mark plus one reply.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from ..core import Close, Send, ServerConnection, StartTLS
 
 LINGER_SECONDS = 0.5
 READ_CHUNK = 65536
-OUTPUT_HIGH_WATER = 1 << 20
+OUTPUT_HIGH_WATER = 1 << 20  # the default mark; INFO declares it as max_output
 
 
 class Session:
@@ -29,15 +35,16 @@ class Session:
         *,
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        max_output: int = OUTPUT_HIGH_WATER,
     ) -> None:
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.conn = conn
         self.closed = False
-        self.timer_entry: float | None = None  # owned by SessionSet
         self._fd = sock.fileno()
         self._out = bytearray()
+        self._max_output = max_output
         self._tls_context = tls_context
         self._tls: ssl.SSLObject | None = None
         self._tls_in = ssl.MemoryBIO()
@@ -70,11 +77,21 @@ class Session:
         if self._close_by is not None or self._handshaking:
             return True
         assert self.conn is not None
-        return self.conn.wants_input and len(self._out) < OUTPUT_HIGH_WATER
+        return self.conn.wants_input and not self.output_full
 
     @property
     def wants_write(self) -> bool:
         return bool(self._out) and not self.closed
+
+    @property
+    def output_full(self) -> bool:
+        """Pending output at or over the mark: nothing runs and nothing is read until it drains."""
+        return len(self._out) >= self._max_output
+
+    @property
+    def pending_output(self) -> int:
+        """Bytes of replies written by the core and not yet taken by the kernel."""
+        return len(self._out)
 
     def deadline(self) -> float | None:
         if self.closed:
@@ -84,6 +101,10 @@ class Session:
         if self._handshaking:
             assert self.conn is not None
             return self.conn.idle_deadline()
+        if self.output_full:
+            # Its replies are still being sent, so the connection is not idle,
+            # and a SLEEP that ends meanwhile answers once the output drains.
+            return None
         assert self.conn is not None
         return self.conn.deadline()
 
@@ -123,7 +144,10 @@ class Session:
         self._pump(now)
 
     def on_writable(self, now: float) -> None:
+        full = self.output_full
         self._after_io(now)
+        if full and not self.output_full and self._serving:
+            self._pump(now)  # drained below the mark: run what waited for it
 
     def on_timer(self, now: float) -> None:
         if self.closed:
@@ -151,7 +175,10 @@ class Session:
             self.abort()
         elif self.conn is not None and not self.closed:
             self.conn.force_shutdown()
-            self._pump(now)
+            # Past the mark too: the SHUTDOWNs (one small message per request
+            # the core holds) and the close must be queued now, or a peer that
+            # never reads would keep the server from exiting.
+            self._pump(now, bounded=False)
 
     def abort(self) -> None:
         if not self.closed:
@@ -160,10 +187,21 @@ class Session:
 
     # ---- internals -----------------------------------------------------------
 
-    def _pump(self, now: float) -> None:
+    @property
+    def _serving(self) -> bool:
+        """The core may run requests: not closing, not in a handshake, not refused."""
+        return self.conn is not None and not self.closed and self._close_by is None and not self._handshaking
+
+    def _pump(self, now: float, *, bounded: bool = True) -> None:
+        """Take the core's events (each runs at most one request) while the
+        output is under the mark; ``bounded=False`` takes them all."""
         conn = self.conn
         assert conn is not None
-        while not self._starttls_pending and (event := conn.next_event(now)) is not None:
+        while (
+            not self._starttls_pending
+            and not (bounded and self.output_full)
+            and (event := conn.next_event(now)) is not None
+        ):
             if isinstance(event, Send):
                 self._write(event.data)
             elif isinstance(event, StartTLS):
@@ -173,9 +211,13 @@ class Session:
         self._after_io(now)
 
     def _after_io(self, now: float) -> None:
+        held_back = bool(self._out)
         self._flush()
         if self.closed or self._out:
             return
+        if held_back and self._serving:
+            assert self.conn is not None
+            self.conn.replies_sent(now)
         if self._starttls_pending:
             self._starttls_pending = False
             self._begin_tls()

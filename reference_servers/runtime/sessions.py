@@ -1,21 +1,21 @@
-"""A set of Sessions watched with one epoll, with a lazy timer heap.
+"""A set of Sessions watched with one epoll, each with at most one timer.
 
 Every architecture drives its connections through this: the evented reactor
 holds thousands in one set, the blocking architectures hold one per thread or
 process. epoll (unlike selectors and asyncio) reports EPOLLPRI, the urgent
-byte's signal.
+byte's signal. A closed session leaves the set, and its timer, at once: the
+set holds nothing for a connection that is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import select
 import time
 from collections.abc import Callable
 
 from .session import Session
+from .timers import Timers
 
 _PRI = select.EPOLLPRI
 _IN = select.EPOLLIN
@@ -30,8 +30,7 @@ class SessionSet:
         self._sessions: dict[int, Session] = {}
         self._masks: dict[int, int] = {}
         self._watchers: dict[int, Callable[[float], object]] = {}
-        self._timers: list[tuple[float, int, Session]] = []
-        self._sequence = itertools.count()
+        self._timers: Timers[Session] = Timers()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -68,7 +67,7 @@ class SessionSet:
     def run_once(self, extra_deadline: float | None = None) -> None:
         """Wait for one batch of events or timers, and dispatch it."""
         now = time.monotonic()
-        deadline = self._next_timer(now)
+        deadline = self._timers.earliest()
         if extra_deadline is not None:
             deadline = extra_deadline if deadline is None else min(deadline, extra_deadline)
         timeout = -1.0 if deadline is None else max(0.0, deadline - now)
@@ -110,6 +109,7 @@ class SessionSet:
     def _refresh(self, session: Session) -> None:
         fd = session.fileno()
         if session.closed:
+            self._timers.discard(session)
             if self._sessions.get(fd) is session:
                 del self._sessions[fd]
                 del self._masks[fd]
@@ -124,30 +124,11 @@ class SessionSet:
         self._schedule(session)
 
     def _schedule(self, session: Session) -> None:
-        # Only a deadline earlier than the one queued needs an entry: a later
-        # one is found when the queued entry comes due, so the heap holds about
-        # one entry per session rather than one per request.
-        deadline = session.deadline()
-        if deadline is not None and (session.timer_entry is None or deadline < session.timer_entry):
-            session.timer_entry = deadline
-            heapq.heappush(self._timers, (deadline, next(self._sequence), session))
-
-    def _next_timer(self, now: float) -> float | None:
-        while self._timers:
-            deadline, _, session = self._timers[0]
-            if session.closed or session.timer_entry != deadline:
-                heapq.heappop(self._timers)
-                continue
-            return deadline
-        return None
+        self._timers.set(session, session.deadline())
 
     def _fire_timers(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            deadline, _, session = heapq.heappop(self._timers)
-            if session.closed or session.timer_entry != deadline:
-                continue
-            session.timer_entry = None
-            actual = session.deadline()
-            if actual is not None and actual <= now:
+        for session in self._timers.pop_due(now):
+            deadline = session.deadline()
+            if deadline is not None and deadline <= now:
                 session.on_timer(now)
             self._refresh(session)

@@ -19,6 +19,7 @@ class Settings:
     idle_timeout: float = 300.0
     max_line: int = 8192
     max_frame: int = 1 << 20
+    max_output: int = 1 << 20
 
     @property
     def idle_timeout_ms(self) -> int:

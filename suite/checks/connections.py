@@ -1,16 +1,21 @@
 """Connections the server is confirmed to be serving, and one reply
 collected from many connections with its arrival time: what the CONC, LIMIT
-and STORE checks share."""
+and STORE checks share. At the end, what the ROBUST checks share: the
+server's process tree, and a legitimate client that keeps using the server
+during an attack."""
 
 from __future__ import annotations
 
 import contextlib
 import select
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from suite.api import FreshTarget, Timeline, Unsupported
+import psutil
+
+from suite.api import FreshTarget, Timeline, Unsupported, Violation, fresh_key
 from suite.escape import escape
 from suite.probe import Probe
 from suite.targets.base import Target
@@ -145,3 +150,179 @@ def gather_lines(probes: list[Probe], deadline: float, close_when_answered: bool
             if close_when_answered:
                 probe.close()
     return arrivals
+
+
+# ---- what the robustness checks share (CH-ROBUST, PROTOCOL.md section 19) -------------------
+
+
+class ProcessTree:
+    """The process the suite started and all its descendants, read with psutil:
+    resident memory and open descriptors, each summed over the tree.
+
+    Forked children share pages with their parent, so a sum of resident sets
+    counts shared pages once per process: it measures growth well (what the
+    checks use it for), not the memory the machine lost."""
+
+    def __init__(self, pid: int) -> None:
+        self.root = psutil.Process(pid)
+
+    @classmethod
+    def of(cls, target: Target) -> ProcessTree | None:
+        """The target's tree, or None when the suite did not start it (--address).
+        Raises Unsupported when its processes cannot be read (a remote Docker engine, no permission)."""
+        if target.process is None:
+            return None
+        try:
+            tree = cls(target.process.pid)
+            tree.descriptors()
+        except psutil.AccessDenied as error:
+            raise Unsupported(f"the server's processes cannot be read here ({error})") from None
+        except psutil.NoSuchProcess:
+            raise Unsupported("the server's process is gone, so its memory cannot be read") from None
+        return tree
+
+    def processes(self) -> list[psutil.Process]:
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def memory(self) -> int:
+        """Resident bytes, summed over the tree."""
+        return self._sum(lambda process: int(process.memory_info().rss))
+
+    def descriptors(self) -> int:
+        """Open file descriptors, summed over the tree."""
+        return self._sum(lambda process: int(process.num_fds()))
+
+    def count(self) -> int:
+        return len(self.processes())
+
+    def settled(self, read: Callable[[], int], at_most: int, within: float) -> int:
+        """``read()`` once it is ``at_most`` or less, or its last value when
+        ``within`` seconds have passed (closes and exits take a moment)."""
+        deadline = time.monotonic() + within
+        value = read()
+        while value > at_most and time.monotonic() < deadline:
+            time.sleep(SETTLE_POLL)  # a poll for a condition, with a deadline
+            value = read()
+        return value
+
+    def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
+        total = 0
+        for process in self.processes():
+            try:
+                total += measure(process)
+            except psutil.NoSuchProcess:
+                continue  # a child that ended while the tree was read
+        return total
+
+
+SETTLE_POLL = 0.05
+
+
+def p99(values: list[float]) -> float:
+    """The 99th percentile (nearest rank) of ``values``; 0 for none."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(0.99 * len(ordered)) - 1))]
+
+
+class LegitimateClient:
+    """A client that goes on using the server while a check attacks it: one
+    request at a time on a connection the server served before the attack,
+    each reply checked, each round trip timed. It runs on a thread of its own
+    until ``stop()``; the first wrong or missing reply ends it and is kept.
+
+    Its last acknowledged value stays in the store, for the check to read
+    back after the attack."""
+
+    PACE = 0.01  # seconds between rounds: a steady load, not a second attack
+
+    def __init__(self, target: Target, label: str = "legitimate client") -> None:
+        self.key = fresh_key("legit")
+        self.value = b"0"
+        self.latencies: list[float] = []
+        self.problem: Violation | None = None
+        self.probe = connect_served(target, label, judge=False)
+        self.probe.ask(b"SET " + self.key + b" " + self.value, b"+OK", why="the legitimate client's first value")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=label, daemon=True)
+
+    @classmethod
+    def beside(cls, target: Target, attack_connections: int = 1) -> LegitimateClient | None:
+        """A started client, or None when the target serves too few connections
+        at once for it and ``attack_connections`` more (a serial server)."""
+        if target.declared.number("max_connections") < attack_connections + 1:
+            return None
+        client = cls(target)
+        client._thread.start()
+        return client
+
+    def _run(self) -> None:
+        round_number = 0
+        try:
+            while not self._stop.wait(self.PACE):
+                round_number += 1
+                value = b"%d" % round_number
+                for body, reply in (
+                    (b"SET " + self.key + b" " + value, b"+OK"),
+                    (b"GET " + self.key, b"$" + value),
+                    (b"PING", b"+PONG"),
+                ):
+                    started = time.monotonic()
+                    self.probe.ask(body, reply, why="a request of the legitimate client during the attack")
+                    self.latencies.append(time.monotonic() - started)
+                self.value = value
+        except Violation as problem:
+            self.problem = problem
+        except (OSError, WireTimeout) as error:
+            self.problem = self.probe.violation(f"the legitimate client's connection failed: {error}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(self.probe.timeout * 3 + 1.0)
+
+    @property
+    def p99_ms(self) -> float:
+        return round(p99(self.latencies) * 1000, 2)
+
+    def judge(self, during: str) -> None:
+        """A Violation if it got a wrong answer (or none) during the attack."""
+        if self.problem is None:
+            return
+        raise Violation(
+            f"during {during}, a legitimate client on another connection got a wrong answer (or none) after "
+            f"{len(self.latencies)} correct ones: {self.problem.summary}",
+            expected=self.problem.expected,
+            actual=self.problem.actual,
+            transcripts=self.problem.transcripts,
+            ending=self.problem.ending,
+        )
+
+    def record(self, measure: Callable[..., None], during: str) -> None:
+        pace = f"one request at a time, {self.PACE * 1000:g} ms between rounds"
+        note = f"{len(self.latencies)} round trips during {during}, {pace}"
+        measure("legitimate client's p99 round trip", self.p99_ms, "ms", note=note)
+
+
+def expect_still_serving(target: Target, legitimate: LegitimateClient | None, after: str) -> None:
+    """After an attack: a new connection's PING is answered and the legitimate
+    client's last value is still in the store."""
+    try:
+        probe = connect_served(target, f"a new connection after {after}", judge=True)
+    except OSError as error:
+        died = target.process.exit_report() if target.process is not None else None
+        raise Violation(
+            f"after {after}, the server no longer accepts connections ({error})" + (f": {died}" if died else ""),
+            expected="a new connection answered +PONG",
+            actual=str(error),
+        ) from None
+    with probe:
+        if legitimate is not None:
+            probe.ask(
+                b"GET " + legitimate.key,
+                b"$" + legitimate.value,
+                why=f"the legitimate client's value, set before and during {after}, is still stored",
+            )

@@ -40,6 +40,7 @@ AREA_ORDER: tuple[str, ...] = (
     "URGENT",
     "TLS",
     "LIFE",
+    "ROBUST",
     "CLIENT",
 )
 
@@ -48,7 +49,16 @@ AREA_ORDER: tuple[str, ...] = (
 # and why. Outside the pipelining and segmentation checks a check sends one
 # request and reads its reply before the next, so pipelining is a prerequisite
 # of FRAME and of the few requirements that are about pipelined requests.
-PIPELINED = ("FRAME", "CH-CONC-3", "CH-TIMEOUT-6", "CH-URGENT-4", "CH-LIFE-7", "CH-LIFE-8")
+PIPELINED = (
+    "FRAME",
+    "CH-CONC-3",
+    "CH-TIMEOUT-6",
+    "CH-URGENT-4",
+    "CH-LIFE-7",
+    "CH-LIFE-8",
+    "CH-ROBUST-1",
+    "CH-ROBUST-3",
+)
 PREREQUISITES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("CH-FRAME-1", ("*",), "a server that sends bytes nobody asked for shifts every later reply out of place"),
     ("CH-FRAME-3", ("*",), "line framing: the checks end their requests with CRLF, and the CR must go with the LF"),
