@@ -32,7 +32,7 @@ from reference_client.cli import main as client
 from reference_servers.cli import ARCHITECTURES
 from reference_servers.cli import main as serve
 
-from . import configuration, image_command, ping, preflight, reaper, requirements
+from . import configuration, image_command, ping, preflight, profiles, reaper, requirements
 from .batch import command as batch_command
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
@@ -139,8 +139,11 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = commands.add_parser("list", help="the requirements: ID, level, feature, title")
     listing.add_argument("pattern", nargs="?", default="*", help="IDs to list, any case: CH-FRAME-*, 'ch-tls-*'")
+    listing.add_argument(
+        "--profile", default=profiles.DEFAULT, metavar="PROFILE", help="cloudhash (the default) or resp2"
+    )
     listing.set_defaults(run=list_requirements)
-    e = commands.add_parser("explain", help="a requirement's text, from PROTOCOL.md")
+    e = commands.add_parser("explain", help="a requirement's text, from PROTOCOL.md or PROTOCOL-RESP2.md")
     e.add_argument("id", metavar="ID", help="a requirement ID, e.g. CH-FRAME-17")
     e.set_defaults(run=explain_requirement)
     merging = commands.add_parser(
@@ -166,14 +169,15 @@ def _workers(text: str) -> str:
 
 def list_requirements(options: argparse.Namespace) -> int:
     try:
-        patterns = configuration.parse_only(options.pattern)
+        profile = profiles.named(configuration.parse_profile(options.profile))
+        patterns = configuration.parse_only(options.pattern, profile.name)
     except UsageProblem as problem:
         print(f"sockspec list: {str(problem).removeprefix('--only ')}", file=sys.stderr)
         return EXIT_USAGE
-    table = Table(title="CloudHash/1 requirements (PROTOCOL.md)")
+    table = Table(title=f"{profile.title} requirements ({profile.spec_file})")
     for column in ("ID", "level", "feature", "title"):
         table.add_column(column)
-    for requirement in requirements.load().values():
+    for requirement in requirements.load(profile=profile.name).values():
         if configuration.matches(requirement.id, patterns):
             table.add_row(requirement.id, requirement.level, ",".join(requirement.features) or "-", requirement.title)
     Console(width=120).print(table)
@@ -186,7 +190,8 @@ def explain_requirement(options: argparse.Namespace) -> int:
         requirement = requirements.get(wanted)
     except KeyError:
         try:
-            configuration.parse_only(wanted)
+            owner = next((p for p in profiles.PROFILES.values() if p.owns(wanted)), profiles.named(profiles.DEFAULT))
+            configuration.parse_only(wanted, owner.name)
             hint = " (a pattern: use `sockspec list` for several)"
         except UsageProblem as problem:
             hint = str(problem).removeprefix(f"--only {wanted}: no requirement matches")

@@ -97,6 +97,11 @@ class Session:
         self.exchange.transcript.add("RX", data)
         return data
 
+    def more(self) -> None:
+        """Read what arrives next into ``buffer``, for a script that parses requests
+        itself (another profile's); ClientGone at the client's FIN, reset or the deadline."""
+        self.buffer += self._receive()
+
     def _read_line(self) -> bytes:
         while b"\n" not in self.buffer:
             if len(self.buffer) > MAX_REQUEST:

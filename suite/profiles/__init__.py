@@ -2,7 +2,8 @@
 default, PROTOCOL.md) and RESP2 (Redis-compatible servers, PROTOCOL-RESP2.md).
 
 A profile here is data only: its name, its spec file, the prefix of its
-requirement IDs, its optional features and its areas in the spec's order.
+requirement IDs and its optional features (the areas and their order are
+the spec's own, read by suite.requirements; suite.report.roots orders them).
 How a profile speaks (its codec, its way to say PING or a blocking request,
 its error grammar) lives in ``suite.profiles.dialects``; this module imports
 nothing from the suite, so that ``suite.requirements`` can stand on it.
@@ -22,7 +23,6 @@ class Profile:
     spec_file: str  # beside the suite, in the repository's root
     prefix: str  # of every requirement ID: "CH" in CH-FRAME-3
     optional_features: frozenset[str]  # a target declares which it offers; `full` needs them all
-    areas: tuple[str, ...]  # the spec's sections, in its order
 
     def owns(self, requirement_id: str) -> bool:
         return requirement_id.upper().startswith(self.prefix + "-")
@@ -34,7 +34,6 @@ CLOUDHASH = Profile(
     spec_file="PROTOCOL.md",
     prefix="CH",
     optional_features=frozenset({"framed", "tls", "starttls", "urgent"}),
-    areas=("FRAME", "CMD", "ERR", "STORE", "TIMEOUT", "CONC", "LIMIT", "URGENT", "TLS", "LIFE", "CLIENT"),
 )
 RESP2 = Profile(
     name="resp2",
@@ -44,7 +43,6 @@ RESP2 = Profile(
     # Urgent data is core here: a server that reads with SO_OOBINLINE off
     # never sees the byte, which is what Redis does by doing nothing.
     optional_features=frozenset({"tls"}),
-    areas=("FRAME", "ERR", "STORE", "TIMEOUT", "LIMIT", "CONC", "URGENT", "TLS", "LIFE", "CLIENT"),
 )
 PROFILES: dict[str, Profile] = {profile.name: profile for profile in (CLOUDHASH, RESP2)}
 DEFAULT = CLOUDHASH.name

@@ -24,6 +24,7 @@ __all__ = [
     "inline",
     "integer",
     "parse",
+    "parse_request",
     "read_reply",
 ]
 
@@ -123,6 +124,25 @@ def parse(data: bytes, start: int = 0, depth: int = 0) -> tuple[Reply, int]:
             items.append(item)
         return Reply("array", tuple(items), data[start:offset]), offset
     raise Malformed(f"no RESP2 reply starts with {kind!r}")
+
+
+def parse_request(data: bytes) -> tuple[list[bytes], int] | None:
+    """A client's request at the front of ``data``: its words and its size in
+    bytes, or None while it is incomplete. A multibulk array, or an inline
+    line (words split on spaces, ended by LF with an optional CR); Malformed
+    for an array whose parts are not bulk strings."""
+    if not data.startswith(b"*"):
+        end = data.find(b"\n")
+        return None if end < 0 else (data[:end].removesuffix(b"\r").split(), end + 1)
+    try:
+        request, size = parse(data)
+    except Incomplete:
+        return None
+    items = request.value if isinstance(request.value, tuple) else ()
+    words = [item.value for item in items if item.kind == "bulk" and isinstance(item.value, bytes)]
+    if len(words) != len(items):
+        raise Malformed("a request array holds something other than bulk strings")
+    return words, size
 
 
 def _number(text: bytes) -> int:

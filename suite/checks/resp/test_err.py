@@ -97,3 +97,8 @@ def test_an_oversized_inline_request_is_a_protocol_error_then_a_close(target: Ta
         c.expect_end(timeout=CLOSE_WITHIN, allow_reset=True, why="after the protocol error")
     with target.connect("after the oversized request") as c:
         RESP2.ask(c, RESP2.ping(), why="the server keeps serving other connections")
+
+
+@requirement("R2-ERR-7")
+def test_a_bulk_string_not_followed_by_crlf_is_a_protocol_error(target: Target) -> None:
+    _protocol_error_then_close(target, b"*1\r\n$4\r\nPINGxx" + resp.command(b"PING"), "PING's data followed by xx")
