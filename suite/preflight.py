@@ -36,18 +36,26 @@ def check_targets(settings: RunSettings, docker: Any, say: Callable[[str], None]
         for name in names:
             result = pool.preflight(name)
             if result.problem is not None:
-                return _explain(name, settings.specs[name].describe(), result.problem.removeprefix(f"{name}: "))
+                reason = result.problem.removeprefix(f"{name}: ")
+                return _explain(name, settings.specs[name].describe(), reason, settings.profile)
             say(f"sockspec: {name}: {result.summary()}")
     return None
 
 
-def _explain(name: str, described: str, reason: str) -> str:
+# Where to read how a target announces itself, per profile.
+ANNOUNCING = {
+    "cloudhash": "`sockspec explain CH-LIFE-1` says what a server must print",
+    "resp2": "PROTOCOL-RESP2.md, section 1: the suite waits for {port} to accept, then asks INFO",
+}
+
+
+def _explain(name: str, described: str, reason: str, profile: str = "cloudhash") -> str:
     return "\n".join(
         [
             f"sockspec: the target {name!r} cannot be checked: it did not start and answer.",
             f"  target: {described}",
             *(f"  {line}" for line in reason.splitlines()),
-            "  Nothing was checked. Fix this first (`sockspec explain CH-LIFE-1` says what a server must print),",
+            f"  Nothing was checked. Fix this first ({ANNOUNCING[profile]}),",
             "  then run again.",
         ]
     )

@@ -130,3 +130,11 @@ def test_list_and_explain_know_both_profiles() -> None:
     )
     wrong = cli("list", "--profile", "resp2", "CH-*")
     assert wrong.returncode == 2 and "--profile cloudhash" in wrong.stderr
+
+
+def test_a_resp2_target_that_never_listens_is_explained_by_its_port_not_a_ready_line() -> None:
+    command = [sys.executable, "-m", "suite.cli", "run", "--profile", "resp2", "--cmd", "false {port}"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "exited with status 1" in result.stderr and "before it accepted on port" in result.stderr
+    assert "READY" not in result.stderr and "PROTOCOL-RESP2.md, section 1" in result.stderr

@@ -298,7 +298,8 @@ class TargetPool:
                 "host": "127.0.0.1",
                 "maxclients": str(maxclients),
             }
-            process = ServerProcess(fill_template(spec.template, values))
+            announces_ready = self.profile == DEFAULT_PROFILE  # RESP2 has no READY line: its port is its word
+            process = ServerProcess(fill_template(spec.template, values), announces_ready=announces_ready)
             try:
                 # Only what the target announces is dialled: no READY tls= part, no TLS port
                 # (even if the template passed one), so its TLS checks are UNSUPPORTED, not failed.

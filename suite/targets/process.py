@@ -160,9 +160,11 @@ class _ReadyScanner:
 
 
 class ServerProcess:
-    def __init__(self, argv: list[str] | str, *, cwd: str | None = None) -> None:
+    def __init__(self, argv: list[str] | str, *, cwd: str | None = None, announces_ready: bool = True) -> None:
         self.argv = argv
         self.cwd = cwd
+        # False for a protocol without a READY line (RESP2): readiness is its port accepting.
+        self.announces_ready = announces_ready
         self.process: subprocess.Popen[bytes] | None = None
         self.ready_line: bytes | None = None
         self.exited_early = False  # it ended before it was ready
@@ -405,18 +407,24 @@ class ServerProcess:
     def _not_ready(self, timeout: float, expect_port: tuple[str, int] | None, port_seen_at: float | None) -> str:
         assert self.process is not None
         status = self.process.poll()
+        port = f"accepted on port {expect_port[1]}" if expect_port else "accepted connections"
         if status is None:
-            port = f" and never accepted on port {expect_port[1]}" if expect_port and port_seen_at is None else ""
-            what = f"is still running after {timeout:.1f} s, never printed READY{port}"
+            never = f" and never {port}" if expect_port and port_seen_at is None else ""
+            what = f"is still running after {timeout:.1f} s, never printed READY{never}"
+            if not self.announces_ready:
+                what = f"is still running after {timeout:.1f} s and never {port}"
         else:
             ended = (self._exited_at or time.monotonic()) - self._started_at
-            what = f"{describe_status(status)} {ended:.1f} s after it started, before it printed READY"
+            before = "printed READY" if self.announces_ready else port
+            what = f"{describe_status(status)} {ended:.1f} s after it started, before it {before}"
         with self._lock:
             printed, total = self._scanner.unfinished(), self._scanner.printed()
         if printed:
             stdout = f"; its standard output instead was {total} bytes: {_beginning_and_end(printed)}"
         else:
             stdout = "; it printed nothing on standard output"
+        if not self.announces_ready:
+            return f"the target `{self.command}` {what}{stdout}." + stderr_paragraph(self.stderr_lines())
         return (
             f"the target `{self.command}` {what}. It should print `{READY_SHAPE}` and LF on standard output "
             f"once it accepts connections{stdout}." + stderr_paragraph(self.stderr_lines())
