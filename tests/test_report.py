@@ -470,3 +470,17 @@ def test_a_declared_feature_whose_must_could_not_be_checked_is_never_full() -> N
     assert server.conformance() == "core"
     assert "CH-TLS-1 (MUST) could not be checked" in server.level_explained()
     assert files.exit_code([server], RunFacts()) == 2
+
+
+def test_a_transcript_in_the_json_keeps_exact_bytes_but_never_megabytes() -> None:
+    import base64
+
+    from suite.report.explain import JSON_EVENT_BYTES, transcript_events
+    from suite.wire import Transcript
+
+    transcript = Transcript()
+    transcript.add("TX", b"\x00\xff" * (1 << 20))  # a megabyte-long payload behind a 4 GiB claim
+    transcript.add("RX", b"-ERR TOOLONG\r\n")
+    big, small = transcript_events(transcript)["events"]
+    assert big["size"] == 2 << 20 and len(base64.b64decode(big["base64"])) == JSON_EVENT_BYTES
+    assert base64.b64decode(small["base64"]) == b"-ERR TOOLONG\r\n" and small["size"] == 14

@@ -68,6 +68,9 @@ def structured(violation: Violation) -> dict[str, Any]:
 
 # A transcript in the JSON keeps its head and tail, as the terminal does, but more of them.
 JSON_TRANSCRIPT_LIMIT = 400
+# The exact bytes of one event, up to this many: a check that sends a 4 GiB claim's
+# megabyte of payload must not make the report megabytes long (``size`` tells the rest).
+JSON_EVENT_BYTES = 4096
 
 
 def transcript_events(transcript: Transcript, limit: int = JSON_TRANSCRIPT_LIMIT) -> dict[str, Any]:
@@ -82,7 +85,8 @@ def transcript_events(transcript: Transcript, limit: int = JSON_TRANSCRIPT_LIMIT
                 "at": round(record.at, 6),
                 "direction": record.direction,
                 "text": escape(record.data) if record.direction != "--" else record.data.decode("utf-8", "replace"),
-                "base64": base64.b64encode(record.data).decode("ascii"),
+                "size": len(record.data),
+                "base64": base64.b64encode(record.data[:JSON_EVENT_BYTES]).decode("ascii"),
             }
             for record in kept
         ],
