@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from suite import requirements
+from suite.targets.process import ServerProcess, free_ports
 from tests.redis_support import REDIS_TEMPLATE, redis_or_skip
 from tests.report_support import validate_report
 from tests.resp_mutants import MUTANTS
@@ -138,3 +139,32 @@ def test_a_resp2_target_that_never_listens_is_explained_by_its_port_not_a_ready_
     assert result.returncode == 2
     assert "exited with status 1" in result.stderr and "before it accepted on port" in result.stderr
     assert "READY" not in result.stderr and "PROTOCOL-RESP2.md, section 1" in result.stderr
+
+
+BENCHMARKED = ("PING_INLINE", "PING_MBULK", "SET", "GET", "INCR")
+
+
+def redis_benchmark(port: int) -> subprocess.CompletedProcess[str]:
+    """``redis-benchmark -t ping,set,get,incr`` against a RESP server on loopback, briefly.
+    The reference servers' RESP mode must pass the same (the issue's last "done when")."""
+    command = [redis_or_skip("redis-benchmark"), "-p", str(port), "-t", "ping,set,get,incr", "-n", "2000", "-c", "4"]
+    return subprocess.run([*command, "-q"], capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("program", "clean"), [("tests/servers/resp_student.py", True), ("no-inline", False)])
+def test_redis_benchmark_runs_against_a_resp_server_without_errors(program: str, clean: bool) -> None:
+    (port,) = free_ports(1)
+    argv = [sys.executable, *([program] if clean else ["-m", "tests.resp_mutants", program]), "--port", str(port)]
+    server = ServerProcess(argv, cwd=str(REPO), announces_ready=False)
+    try:
+        server.start(timeout=10, expect_port=("127.0.0.1", port))
+        result = redis_benchmark(port)
+    finally:
+        server.kill()
+    output = result.stdout + result.stderr
+    errors = [line for line in output.splitlines() if "Error" in line or "ERR" in line]
+    if clean:
+        assert result.returncode == 0 and not errors, output
+        assert all(f"{name}: " in output for name in BENCHMARKED), output
+    else:  # the benchmark can fail: it sends PING inline first
+        assert result.returncode != 0 and errors, output
