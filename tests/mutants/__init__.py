@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-AREAS = ("FRAME", "CMD", "STORE", "ERR", "TIMEOUT", "URGENT", "CONC", "LIMIT", "TLS", "LIFE")
+AREAS = ("FRAME", "CMD", "STORE", "ERR", "TIMEOUT", "URGENT", "CONC", "LIMIT", "TLS", "LIFE", "ROBUST")
 
 
 @dataclass(frozen=True)
@@ -559,3 +559,153 @@ def _stdout_logging() -> None:
         return reference(self, sock, listener, now)
 
     Context.session = session
+
+
+# ---- ROBUST -------------------------------------------------------------------------------
+
+
+@_mutant("unbounded-output", "thread-pool", ("ROBUST",), ("CH-ROBUST-1",))
+def _unbounded_output() -> None:
+    """Runs every complete request it has read, however much output already waits: its 1 MiB mark
+    only stops further reads (the reference servers' own bug before CH-ROBUST-1), so 64 pipelined
+    GETs of a 1 MB value, 576 bytes of requests, buffer 64 MB for a client that never reads."""
+    from reference_servers.core import Close, Send, StartTLS
+    from reference_servers.runtime.session import LINGER_SECONDS, Session
+
+    def _pump(self: Session, now: float, *, bounded: bool = True) -> None:
+        conn = self.conn
+        assert conn is not None
+        while not self._starttls_pending and (event := conn.next_event(now)) is not None:
+            if isinstance(event, Send):
+                self._write(event.data)
+            elif isinstance(event, StartTLS):
+                self._starttls_pending = True
+            elif isinstance(event, Close):
+                self._close_by = now + LINGER_SECONDS
+        self._after_io(now)
+
+    Session._pump = _pump
+
+
+@_mutant("timers-keep-closed-connections", "evented", ("ROBUST",), ("CH-ROBUST-4",))
+def _timers_keep_closed_connections() -> None:
+    """A closed connection's timer stays in the heap until it comes due, as in a heap that drops
+    entries only from its top: with an older connection open, every short connection after it is
+    kept in memory until its idle deadline (the reference evented server's bug before CH-ROBUST-4)."""
+    from reference_servers.runtime.session import Session
+    from reference_servers.runtime.sessions import SessionSet
+
+    def _refresh(self: SessionSet, session: Session) -> None:
+        fd = session.fileno()
+        if session.closed:
+            # (no self._timers.discard(session) here)
+            if self._sessions.get(fd) is session:
+                del self._sessions[fd]
+                del self._masks[fd]
+                if self._on_closed is not None:
+                    self._on_closed(session)
+            return
+        mask = self._mask(session)
+        if mask != self._masks[fd]:
+            self._masks[fd] = mask
+            self._epoll.modify(fd, mask)
+        self._schedule(session)
+
+    SessionSet._refresh = _refresh
+
+
+@_mutant("descriptor-leak-on-reset", "hybrid", ("ROBUST",), ("CH-ROBUST-4",))
+def _descriptor_leak_on_reset() -> None:
+    """When a peer resets its connection, the session takes the socket out of its event loop and
+    forgets it without closing the descriptor, as a C server whose error path lacks its close():
+    every RST leaks one descriptor, until accept() fails with EMFILE."""
+    import contextlib
+
+    from reference_servers.runtime.session import READ_CHUNK, Session
+    from reference_servers.runtime.sessions import SessionSet
+
+    reference_refresh = SessionSet._refresh
+    leaked: set[int] = set()
+
+    def forget(self: Session) -> None:
+        if not self.closed:
+            self.closed = True
+            leaked.add(self.sock.detach())  # the descriptor stays open, and nothing will close it
+
+    def on_readable(self: Session, now: float) -> None:
+        try:
+            data = self.sock.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except ConnectionResetError:
+            forget(self)  # the reference: self.abort()
+            return
+        except OSError:
+            self.abort()
+            return
+        if self._close_by is not None:
+            if not data:
+                self.abort()
+            return
+        if self._tls is None:
+            assert self.conn is not None
+            self.conn.receive_data(data)
+        elif not self._feed_tls(data):
+            return
+        self._pump(now)
+
+    def _refresh(self: SessionSet, session: Session) -> None:
+        if session.fileno() in leaked and self._sessions.get(session.fileno()) is session:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(session.fileno())  # an open descriptor stays in the epoll set
+            leaked.discard(session.fileno())
+        reference_refresh(self, session)
+
+    Session.on_readable = on_readable
+    Session.on_hangup = forget
+    SessionSet._refresh = _refresh
+
+
+@_mutant("claim-sized-buffer", "serial", ("ROBUST",), ("CH-ROBUST-2", "CH-FRAME-12"))
+def _claim_sized_buffer() -> None:
+    """Believes a frame header up to its own sanity cap of 256 MiB: reserves a buffer of the claimed
+    size as soon as the header is in, and checks max_frame only once the whole frame has arrived,
+    so a header claiming 64 MiB costs 64 MiB while the body never comes."""
+    from reference_servers.core.connection import ServerConnection
+    from reference_servers.core.framing import HEADER, NEED_DATA, TOO_LONG, Cut
+
+    sanity_cap = 256 << 20
+    reference = ServerConnection._cut
+
+    def _cut(self: ServerConnection) -> Cut:
+        if not self._framed:
+            return reference(self)
+        if len(self._buffer) < HEADER.size:
+            return NEED_DATA
+        (length,) = HEADER.unpack_from(self._buffer)
+        if length > sanity_cap:
+            return TOO_LONG
+        body: bytearray | None = getattr(self, "_body", None)
+        if body is None or len(body) != length:
+            self._body = bytearray(length)  # room for the frame, before it is known to fit
+        if len(self._buffer) < HEADER.size + length:
+            return NEED_DATA
+        self._body = None
+        if length > self._info.max_frame:
+            return TOO_LONG
+        return bytes(self._buffer[HEADER.size : HEADER.size + length]), HEADER.size + length
+
+    ServerConnection._cut = _cut
+
+
+@_mutant("crash-on-bad-utf8", "evented", ("ROBUST",), ("CH-ROBUST-3", "CH-ERR-2"))
+def _crash_on_bad_utf8() -> None:
+    """Builds the UNKNOWN error text with a strict UTF-8 decode of the command name: a name that is
+    not valid UTF-8 (one byte above 0x7F will do) raises UnicodeDecodeError, which escapes the event
+    loop and ends the server with every connection it serves."""
+    from reference_servers.core import commands
+
+    def _printable(data: bytes) -> str:
+        return data.decode()
+
+    commands._printable = _printable

@@ -11,6 +11,7 @@ deadline rather than sleeps, and every server is killed and reaped
 from __future__ import annotations
 
 import contextlib
+import socket
 import ssl
 import struct
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 import trustme
 
 from reference_servers.cli import ARCHITECTURES
+from suite.checks.connections import ProcessTree
 from suite.targets.process import Endpoint, ServerProcess, free_port
 from suite.targets.reference import reference_command
 from suite.wire import Ending, Wire, frame
@@ -355,6 +357,92 @@ def probe_stdout(target: Target) -> object:
         return pong, server.process.collect_stdout().replace(client_port, b"<client port>")
 
 
+def probe_unbounded_output(target: Target) -> object:
+    """64 GETs of a 1 MB value pipelined by a client that never reads: are they all executed?"""
+    pairs = 64
+    with target.serve("--concurrency", "2") as server:
+        with server.connect() as setup:
+            setup.send(b"FRAMED\r\n" + frame(b"SET big " + b"v" * 1_000_000))
+            assert setup.read_line(5.0) == b"+OK\r\n" and setup.read_frame(10.0) == b"+OK"
+        with socket.socket() as attacker, server.connect() as reader:
+            attacker.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            attacker.settimeout(5.0)
+            attacker.connect((server.endpoint.host, server.endpoint.port))
+            attacker.sendall(b"GET big\r\nINCR executed\r\n" * pairs)
+            executed = settled_count(reader, b"executed")
+            return executed == pairs
+
+
+def settled_count(wire: Wire, key: bytes, within: float = 5.0, steady: float = 0.5) -> int:
+    """The counter's value once it has stopped changing for ``steady`` seconds (or at the deadline)."""
+    deadline = time.monotonic() + within
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        wire.send(b"GET " + key + b"\r\n")
+        line = wire.read_line(3.0) or b"_"
+        value = int(line[1:-2]) if line.startswith(b"$") else 0
+        if value != last:
+            last, since = value, time.monotonic()
+        elif time.monotonic() - since >= steady:
+            return value
+        time.sleep(0.05)  # polling the counter, within the deadline
+    return last
+
+
+def probe_timers_keep_closed(target: Target) -> object:
+    """3000 short connections beside an idle one: does the server keep 3 MiB or more of them?"""
+    with target.serve("--idle-timeout", "60") as server, server.connect() as idle:
+        idle.send(b"PING\r\n")
+        assert idle.read_line(3.0) == b"+PONG\r\n"
+        tree = ProcessTree(server.process.pid)
+        churn(server, 300)
+        before = tree.memory()
+        churn(server, 3000)
+        tree.settled(tree.descriptors, 0, 0.5)
+        return tree.memory() - before > 3 << 20
+
+
+def churn(server: Running, count: int) -> None:
+    for _ in range(count):
+        with server.connect() as wire:
+            wire.send(b"PING\r\n")
+            wire.read_line(3.0)
+
+
+def probe_descriptor_leak(target: Target) -> object:
+    """100 connections that send half a request and reset: how many descriptors stay open?"""
+    with target.serve() as server:
+        tree = ProcessTree(server.process.pid)
+        with server.connect() as warm:  # the workers' first connection opens what they keep
+            warm.send(b"PING\r\n")
+            warm.read_line(3.0)
+        before = tree.settled(tree.descriptors, 0, 1.0)
+        for _ in range(100):
+            with socket.create_connection((server.endpoint.host, server.endpoint.port), timeout=5.0) as sock:
+                sock.sendall(b"SET half-a-requ")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        return tree.settled(tree.descriptors, before, 3.0) - before
+
+
+def probe_claim_sized_buffer(target: Target) -> object:
+    """A frame header claiming 64 MiB, and no body: the answer within 1 s, and 32 MiB more memory or not."""
+    with target.serve() as server, server.connect() as wire:
+        tree = ProcessTree(server.process.pid)
+        wire.send(b"FRAMED\r\n")
+        assert wire.read_line(3.0) == b"+OK\r\n"
+        before = tree.memory()
+        wire.send(struct.pack(">I", 64 << 20))
+        answer = wire.read_frame(1.0)
+        return answer, tree.memory() - before > 32 << 20
+
+
+def probe_bad_utf8(target: Target) -> object:
+    """A command name that is not UTF-8, then PING; and whether the server has exited a second later."""
+    with target.serve() as server:
+        replies = exchange(server, b"\xff\xfe\r\nPING\r\n")
+        return replies, server.process.wait(1.0)
+
+
 # ---- what each probe must show ------------------------------------------------------------------
 
 
@@ -504,6 +592,15 @@ PROBES: dict[str, Probe] = {
         probe_stdout,
         reference=(b"+PONG\r\n", b""),
         mutant=(b"+PONG\r\n", b"connection from 127.0.0.1:<client port>\n"),
+    ),
+    "unbounded-output": Probe(probe_unbounded_output, reference=False, mutant=True),
+    "timers-keep-closed-connections": Probe(probe_timers_keep_closed, reference=False, mutant=True),
+    "descriptor-leak-on-reset": Probe(probe_descriptor_leak, reference=0, mutant=lambda leaked: leaked >= 90),
+    "claim-sized-buffer": Probe(probe_claim_sized_buffer, reference=(TOOLONG, False), mutant=(None, True)),
+    "crash-on-bad-utf8": Probe(
+        probe_bad_utf8,
+        reference=((b"-ERR UNKNOWN unknown command '\\xff\\xfe'\r\n+PONG\r\n", FIN), None),
+        mutant=lambda seen: seen[1] == 1,
     ),
 }
 
