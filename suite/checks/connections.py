@@ -157,11 +157,12 @@ def gather_lines(probes: list[Probe], deadline: float, close_when_answered: bool
 
 class ProcessTree:
     """The process the suite started and all its descendants, read with psutil:
-    resident memory and open descriptors, each summed over the tree.
+    memory and open descriptors, each summed over the tree.
 
-    Forked children share pages with their parent, so a sum of resident sets
-    counts shared pages once per process: it measures growth well (what the
-    checks use it for), not the memory the machine lost."""
+    Memory is the proportional set size (PSS): a page that n processes share
+    counts 1/n in each, so the sum is what the whole tree holds. A sum of
+    resident sets (RSS) would count every shared page once per process, and a
+    forking server would seem to grow by a whole interpreter per connection."""
 
     def __init__(self, pid: int) -> None:
         self.root = psutil.Process(pid)
@@ -175,6 +176,7 @@ class ProcessTree:
         try:
             tree = cls(target.process.pid)
             tree.descriptors()
+            tree.memory()
         except psutil.AccessDenied as error:
             raise Unsupported(f"the server's processes cannot be read here ({error})") from None
         except psutil.NoSuchProcess:
@@ -188,8 +190,8 @@ class ProcessTree:
             return []
 
     def memory(self) -> int:
-        """Resident bytes, summed over the tree."""
-        return self._sum(lambda process: int(process.memory_info().rss))
+        """Bytes of memory the tree holds (PSS, summed)."""
+        return self._sum(lambda process: int(process.memory_full_info().pss))
 
     def descriptors(self) -> int:
         """Open file descriptors, summed over the tree."""

@@ -392,16 +392,18 @@ def _record_never_read(
     )
     measure("replies produced for it", outcome.produced(plan), "bytes")
     if outcome.grown is not None:
-        measure("growth of the server's memory (RSS, process tree)", outcome.grown, "bytes", note="at the stall")
+        measure(
+            "growth of the server's memory (PSS over its process tree)", outcome.grown, "bytes", note="at the stall"
+        )
     if legitimate is not None:
         legitimate.record(measure, "the attack")
 
 
 def _judge_never_read(outcome: NonReaderOutcome, plan: NonReaderPlan) -> None:
     if outcome.server_queues is not None:
-        server_unsent, where = outcome.server_queues[0], "its send queue, read from the kernel"
+        server_unsent, where = outcome.server_queues[0], "in the server's send queue, read from the kernel"
     else:
-        server_unsent, where = largest_send_buffer(), "at most the largest send buffer this kernel allows"
+        server_unsent, where = largest_send_buffer(), "at most, in the server's send queue (this kernel's largest)"
     produced = outcome.produced(plan)
     in_kernels = outcome.unread_here + server_unsent
     held = produced - in_kernels
@@ -410,8 +412,8 @@ def _judge_never_read(outcome: NonReaderOutcome, plan: NonReaderPlan) -> None:
         raise Violation(
             f"a client pipelined {plan.pairs} GETs of a {plan.value_size}-byte value (each with an INCR) and read "
             f"nothing: the server executed {outcome.executed} of them, {mib(produced)} of replies; the kernels held "
-            f"{mib(in_kernels)} ({outcome.unread_here} bytes unread by the client, {server_unsent} in the server's "
-            f"{where}), so {mib(held)} waited in the server: more than max_output={plan.mark} plus one reply",
+            f"{mib(in_kernels)} ({outcome.unread_here} bytes unread by the client, {server_unsent} {where}), "
+            f"so {mib(held)} waited in the server: more than max_output={plan.mark} plus one reply",
             expected=f"at most {allowed} bytes of pending output (max_output + one reply + 64 KiB of small replies)",
             actual=f"{held} bytes",
         )
@@ -426,10 +428,10 @@ def _judge_never_read(outcome: NonReaderOutcome, plan: NonReaderPlan) -> None:
 
 # ---- CH-ROBUST-2 ---------------------------------------------------------------------------
 
-CLAIM_ALLOWANCE = 4 << 20  # section 19: within 4 MiB and twice the limit
+CLAIM_ALLOWANCE = 8 << 20  # section 19: within 8 MiB (a connection's own cost: a forked child) and twice the limit
 CLAIM_HOLD = 1.0  # seconds the claim is held open (unless the server closes sooner)
 BIG_CLAIM = 64 << 20
-LINE_BYTES = 10_000_000
+LINE_BYTES = 16 << 20
 LINE_CHUNK = 1 << 16
 SAMPLE_EVERY = 1 << 20
 
@@ -468,7 +470,7 @@ def test_memory_does_not_follow_a_claimed_length(
             raise Violation(
                 f"the server's memory followed a length its peer claimed: it grew by {mib(worst.grown)} after "
                 f"{worst.what}" + (f" (and after {len(excessive) - 1} more claims)" if len(excessive) > 1 else ""),
-                expected=f"growth of at most {mib(worst.allowed)} (4 MiB and twice the declared limit)",
+                expected=f"growth of at most {mib(worst.allowed)} (8 MiB and twice the declared limit)",
                 actual=f"{worst.grown} bytes",
             )
         if legitimate is not None:
@@ -836,7 +838,10 @@ def _record_churn(
     )
     per_connection = f"{grown / max(1, made):.0f} bytes per connection"
     measure(
-        "memory growth (RSS, process tree)", grown, "bytes", note=f"{mib(baseline.memory)} before; {per_connection}"
+        "memory growth (PSS over the process tree)",
+        grown,
+        "bytes",
+        note=f"{mib(baseline.memory)} before; {per_connection}",
     )
     if legitimate is not None:
         legitimate.record(measure, "the churn")
