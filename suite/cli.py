@@ -34,6 +34,7 @@ from reference_servers.cli import main as serve
 
 from . import configuration, image_command, ping, preflight, profiles, reaper, requirements
 from .batch import command as batch_command
+from .bench import command as bench_command
 from .configuration import UsageProblem
 from .docker.images import resolve_bases
 from .options import SHARED
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     merging.set_defaults(run=merge_reports)
     image_command.add_parser(commands)
     batch_command.add_parser(commands)
+    bench_command.add_parser(commands)
     return parser
 
 
