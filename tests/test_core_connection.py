@@ -418,3 +418,51 @@ def test_timeout_comes_idle_timeout_after_the_last_reply(gaps: list[int], emptie
     )
     assert pull(conn, expected_deadline - 0.001) == [], "expected no TIMEOUT before the deadline"
     assert_final_error_then_close(pull(conn, expected_deadline + 1e-9), "TIMEOUT")
+
+
+# ---- replies held back for a slow reader (CH-ROBUST-1) ------------------------------------
+
+
+def test_each_event_runs_at_most_one_request_so_a_caller_can_stop_between_them() -> None:
+    """The caller bounds its output by not asking for the next event: requests it
+    has not pulled are not executed (the INCR after the first GET has not run)."""
+    store = DictStore()
+    conn = connect(store)
+    conn.receive_data(b"SET big " + b"v" * 100 + b"\r\nGET big\r\nINCR n\r\nGET big\r\n")
+    assert conn.next_event(T0) == Send(b"+OK\r\n")
+    assert conn.next_event(T0) == Send(b"$" + b"v" * 100 + b"\r\n")
+    assert store.get(b"n") is None, "expected the INCR behind the GET not to run before its event is pulled"
+    assert pull(conn, T0) == [Send(b":1\r\n"), Send(b"$" + b"v" * 100 + b"\r\n")]
+
+
+def test_replies_sent_late_restart_the_idle_timer_when_they_leave() -> None:
+    """A reply that waited for a slow reader was sent when it left the server,
+    not when it was made: the idle time counts from then (section 12)."""
+    conn = connect()
+    assert feed(conn, b"PING\r\n", T0) == [Send(b"+PONG\r\n")]
+    left = T0 + 0.9 * IDLE
+    conn.replies_sent(left)
+    assert conn.idle_deadline() == pytest.approx(left + IDLE), (
+        f"expected the idle deadline {IDLE} s after the reply left, got {conn.idle_deadline()}"
+    )
+    assert pull(conn, T0 + IDLE + 0.01) == [], "expected no TIMEOUT idle_timeout after the reply was made"
+    assert_final_error_then_close(pull(conn, left + IDLE + 1e-9), "TIMEOUT")
+
+
+def test_replies_sent_after_the_close_changes_nothing() -> None:
+    conn = connect()
+    events = feed(conn, b"QUIT\r\n", T0)
+    assert events[0] == Send(b"+BYE\r\n", final=True) and isinstance(events[1], Close), events
+    conn.replies_sent(T0 + 5)
+    assert conn.idle_deadline() is None, "expected no idle timer once the connection is finishing"
+
+
+def test_info_declares_the_output_mark() -> None:
+    conn = connect(max_output=65536)
+    (reply,) = feed(conn, b"INFO\r\n", T0)
+    assert isinstance(reply, Send) and b" max_output=65536 " in reply.data, reply
+
+
+def test_an_output_mark_below_one_byte_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_output"):
+        make_info(max_output=0)

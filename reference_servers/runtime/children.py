@@ -57,7 +57,7 @@ class Children:
                 pass
         except BlockingIOError:
             pass
-        ended = []
+        ended: list[int] = []
         while self.pids:
             try:
                 # Look without reaping: the process may have children that are
@@ -77,7 +77,7 @@ class Children:
     def _reap_one_by_one(self) -> list[int]:
         """The slow way, for when another owner's child has ended and waits
         to be reaped by that owner, hiding ours from the look above."""
-        ended = []
+        ended: list[int] = []
         for pid in list(self.pids):
             try:
                 done, _ = os.waitpid(pid, os.WNOHANG)

@@ -47,8 +47,10 @@ class Session:
         self._max_output = max_output
         self._tls_context = tls_context
         self._tls: ssl.SSLObject | None = None
-        self._tls_in = ssl.MemoryBIO()
-        self._tls_out = ssl.MemoryBIO()
+        # Made with the TLS object, when a handshake begins: a plaintext
+        # connection (and a forked child that serves one) never pays for them.
+        self._tls_in: ssl.MemoryBIO
+        self._tls_out: ssl.MemoryBIO
         self._handshaking = False
         self._starttls_pending = False
         self._close_by: float | None = None  # set once the core said Close
@@ -197,11 +199,17 @@ class Session:
         output is under the mark; ``bounded=False`` takes them all."""
         conn = self.conn
         assert conn is not None
-        while (
-            not self._starttls_pending
-            and not (bounded and self.output_full)
-            and (event := conn.next_event(now)) is not None
-        ):
+        while not self._starttls_pending:
+            if bounded and self.output_full:
+                # The mark counts what the kernel has not taken: hand it what it
+                # will take, and stop only if that leaves the output at the mark
+                # (then the peer's reading, on_writable, resumes the pump).
+                self._flush()
+                if self.closed or self.output_full:
+                    break
+            event = conn.next_event(now)
+            if event is None:
+                break
             if isinstance(event, Send):
                 self._write(event.data)
             elif isinstance(event, StartTLS):
@@ -254,6 +262,7 @@ class Session:
 
     def _begin_tls(self) -> None:
         assert self._tls_context is not None
+        self._tls_in, self._tls_out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = self._tls_context.wrap_bio(self._tls_in, self._tls_out, server_side=True)
         self._handshaking = True
         self._feed_tls(None)

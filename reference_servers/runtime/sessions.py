@@ -35,6 +35,11 @@ class SessionSet:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    @property
+    def timer_count(self) -> int:
+        """Entries in the timer heap: at most one per open session."""
+        return len(self._timers)
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(list(self._sessions.values()))
 

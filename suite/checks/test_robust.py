@@ -146,6 +146,28 @@ class RawConnection:
         None where that end is not on this machine's kernel tables we can read."""
         return tcp_queues(self.sock.getpeername()[:2], self.sock.getsockname()[:2], pid)
 
+    def receive(self, size: int, within: float) -> bytes:
+        """``size`` bytes, or fewer if the connection ends or ``within`` seconds pass."""
+        deadline = time.monotonic() + within
+        received = bytearray()
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        while len(received) < size and (left := deadline - time.monotonic()) > 0:
+            if not poller.poll(left * 1000):
+                break
+            try:
+                chunk = self.sock.recv(min(size - len(received), 1 << 20))
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                self.ending = str(error)
+                break
+            if not chunk:
+                self.ending = "clean close (FIN)"
+                break
+            received += chunk
+        return bytes(received)
+
     def wait_for_end(self, within: float) -> None:
         """Read and drop whatever comes until the peer ends the connection or ``within`` passes."""
         deadline = time.monotonic() + within
@@ -342,6 +364,7 @@ def test_a_client_that_never_reads_holds_at_most_the_mark_plus_one_reply(
         outcome.executed, outcome.streamed_executed = read_counters(t, [plan.gets, plan.stream])
         _record_never_read(measure, outcome, plan, legitimate)
         _judge_never_read(outcome, plan)
+        _a_reader_after_the_mark_gets_every_reply(t, plan, scale)
         if legitimate is not None:
             legitimate.judge("an attack by a client that never reads")
         expect_still_serving(t, legitimate, "an attack by a client that never reads")
@@ -424,6 +447,40 @@ def _judge_never_read(outcome: NonReaderOutcome, plan: NonReaderPlan) -> None:
             expected=f"the sends stall once the output passes max_output={plan.mark} and the kernels' buffers fill",
             actual=f"{outcome.sent} bytes taken, still taking",
         )
+
+
+SLOW_READER_REPLIES = 16 << 20  # bytes of replies asked for before reading: past the mark and the kernels
+SLOW_READER_WITHIN = 30.0
+SLOW_READER_REQUESTS = 64 << 10  # bytes of GETs: few enough for the kernels to take them all unread
+
+
+def _a_reader_after_the_mark_gets_every_reply(t: Target, plan: NonReaderPlan, scale: float) -> None:
+    """The pause at the mark ends when the peer reads: GETs pipelined past the
+    mark and the kernels' buffers, read only once all are sent, all come back."""
+    request = b"GET " + plan.big + b"\r\n"
+    # All the requests fit in the kernels' buffers, so that they are all sent before the reading starts.
+    count = min(SLOW_READER_REQUESTS // len(request), max(2, math.ceil(SLOW_READER_REPLIES * scale / plan.reply)))
+    reply = b"$" + b"v" * plan.value_size + b"\r\n"
+    reader = RawConnection(t, "a client that reads only once it has sent all its GETs")
+    try:
+        if reader.push(request * count, STALL, PUSH_WITHIN) != "sent":
+            raise Violation(
+                f"{count} GETs ({len(request) * count} bytes) could not be sent before reading: "
+                + (reader.ending or "the sends stalled")
+            )
+        for index in range(count):
+            got = reader.receive(len(reply), SLOW_READER_WITHIN * scale / count + STALL)
+            if got != reply:
+                raise Violation(
+                    f"a client pipelined {count} GETs of a {plan.value_size}-byte value and read only once it had "
+                    f"sent them all: reply {index + 1} of {count} did not come whole"
+                    + (f" (the connection ended: {reader.ending})" if reader.ending else "")
+                    + ": a connection paused at max_output must resume once its peer reads",
+                    expected=f"{count} replies of {len(reply)} bytes, in order",
+                    actual=f"{index} whole replies, then {len(got)} bytes: {escape(got[:40])}",
+                )
+    finally:
+        reader.close()
 
 
 # ---- CH-ROBUST-2 ---------------------------------------------------------------------------

@@ -587,6 +587,34 @@ def _unbounded_output() -> None:
     Session._pump = _pump
 
 
+@_mutant("mark-never-resumes", "preforking", ("ROBUST",), ("CH-ROBUST-1",))
+def _mark_never_resumes() -> None:
+    """Stops at the output mark before its writes are flushed, and counts on the socket's writability
+    to resume: when the kernel takes the whole output at once, no writability event ever comes, and a
+    client that pipelined replies past the mark waits for them forever (the reference servers' first
+    fix of CH-ROBUST-1 had it)."""
+    from reference_servers.core import Close, Send, StartTLS
+    from reference_servers.runtime.session import LINGER_SECONDS, Session
+
+    def _pump(self: Session, now: float, *, bounded: bool = True) -> None:
+        conn = self.conn
+        assert conn is not None
+        while (
+            not self._starttls_pending
+            and not (bounded and self.output_full)  # the mark, judged before the kernel took anything
+            and (event := conn.next_event(now)) is not None
+        ):
+            if isinstance(event, Send):
+                self._write(event.data)
+            elif isinstance(event, StartTLS):
+                self._starttls_pending = True
+            elif isinstance(event, Close):
+                self._close_by = now + LINGER_SECONDS
+        self._after_io(now)
+
+    Session._pump = _pump
+
+
 @_mutant("timers-keep-closed-connections", "evented", ("ROBUST",), ("CH-ROBUST-4",))
 def _timers_keep_closed_connections() -> None:
     """A closed connection's timer stays in the heap until it comes due, as in a heap that drops

@@ -389,6 +389,20 @@ def settled_count(wire: Wire, key: bytes, within: float = 5.0, steady: float = 0
     return last
 
 
+def probe_mark_resumes(target: Target) -> object:
+    """12 GETs of a 1 MB value pipelined, read only once all are sent: how many replies come whole?"""
+    with target.serve("--concurrency", "2") as server:
+        with server.connect() as setup:
+            setup.send(b"FRAMED\r\n" + frame(b"SET big " + b"v" * 1_000_000))
+            assert setup.read_line(5.0) == b"+OK\r\n" and setup.read_frame(10.0) == b"+OK"
+        with server.connect() as reader:
+            reader.send(b"GET big\r\n" * 12)
+            whole = 0
+            while whole < 12 and len(reader.read_exactly(1_000_003, 2.0)) == 1_000_003:
+                whole += 1
+            return whole
+
+
 def probe_timers_keep_closed(target: Target) -> object:
     """3000 short connections beside an idle one: does the server keep 3 MiB or more of them?"""
     with target.serve("--idle-timeout", "60") as server, server.connect() as idle:
@@ -594,6 +608,7 @@ PROBES: dict[str, Probe] = {
         mutant=(b"+PONG\r\n", b"connection from 127.0.0.1:<client port>\n"),
     ),
     "unbounded-output": Probe(probe_unbounded_output, reference=False, mutant=True),
+    "mark-never-resumes": Probe(probe_mark_resumes, reference=12, mutant=lambda whole: whole < 12),
     "timers-keep-closed-connections": Probe(probe_timers_keep_closed, reference=False, mutant=True),
     "descriptor-leak-on-reset": Probe(probe_descriptor_leak, reference=0, mutant=lambda leaked: leaked >= 90),
     "claim-sized-buffer": Probe(probe_claim_sized_buffer, reference=(TOOLONG, False), mutant=(None, True)),
