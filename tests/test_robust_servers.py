@@ -17,7 +17,6 @@ import json
 import signal
 import socket
 import ssl
-import statistics
 import struct
 import subprocess
 import sys
@@ -249,37 +248,43 @@ def test_the_forking_architectures_do_not_import_threading() -> None:
 
 
 @pytest.mark.slow
-def test_process_per_connection_serves_a_new_client_within_1_s_while_1000_children_start() -> None:
-    """A thousand connections at once, then a new client at the back of the
-    queue: served within 1 s (the median of three bursts, as the machine may be
-    shared), and within 100 ms once the thousand children are running."""
-    bursts = [new_client_after_a_burst(1000) for _ in range(3)]
-    during = statistics.median(latency for latency, _ in bursts)
-    steady = statistics.median(latency for _, latency in bursts)
-    assert during <= 1.0, f"a new client waited {[round(b, 2) for b, _ in bursts]} s behind 1,000 forks"
-    assert steady <= 0.1, f"with 1,000 children running, a new client waited {steady:.3f} s"
-
-
-def new_client_after_a_burst(count: int) -> tuple[float, float]:
-    """(seconds to serve a new client behind ``count`` new connections,
-    seconds to serve one once their children are all running)."""
+def test_process_per_connection_forks_a_thousand_children_cheaply_and_serves_beside_them() -> None:
+    """A thousand connections at once. The parent's own work per connection is
+    counted in page faults, which the machine's other load does not change: each
+    fork makes the parent's pages copy-on-write again, so every page it touches
+    between two forks is copied (135 per connection when it accepted, reaped
+    every child and forked in turn; about 50 when it accepts a batch, then forks).
+    Once the children are running, a new client is served at once. (The time to
+    serve a client at the back of the burst is the benchmark's: about 0.8 s on
+    two quiet cores, scripts/bench_robustness.py --only accept.)"""
+    count = 1000
     with running("process-per-connection", "--max-connections", str(count + 50)) as (server, endpoint):
         attackers = []
         try:
+            faults_before = minor_faults(server.pid)
             for _ in range(count):
                 sock = socket.socket()
                 sock.setblocking(False)
                 sock.connect_ex((endpoint.host, endpoint.port))
                 attackers.append(sock)
-            during = time_a_ping(endpoint)
             tree = ProcessTree(server.pid)
-            deadline = time.monotonic() + 30.0
+            deadline = time.monotonic() + 60.0
             while tree.count() < count + 2 and time.monotonic() < deadline:  # parent, store process, children
                 time.sleep(0.1)  # polling, within the deadline
-            return during, time_a_ping(endpoint)
+            assert tree.count() >= count + 2, f"only {tree.count() - 2} of {count} children after 60 s"
+            per_connection = (minor_faults(server.pid) - faults_before) / count
+            steady = time_a_ping(endpoint)
         finally:
             for sock in attackers:
                 sock.close()
+    assert per_connection <= 90, f"the parent took {per_connection:.0f} page faults per connection it forked for"
+    assert steady <= 0.1, f"with {count} children running, a new client waited {steady:.3f} s"
+
+
+def minor_faults(pid: int) -> int:
+    """The process's minor page faults so far (/proc/PID/stat, field 10)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[7])
 
 
 def time_a_ping(endpoint: Endpoint) -> float:

@@ -146,10 +146,9 @@ class Session:
         self._pump(now)
 
     def on_writable(self, now: float) -> None:
-        full = self.output_full
         self._after_io(now)
-        if full and not self.output_full and self._serving:
-            self._pump(now)  # drained below the mark: run what waited for it
+        if self._serving and not self.output_full:
+            self._pump(now)  # below the mark (again): run what waited for it
 
     def on_timer(self, now: float) -> None:
         if self.closed:
@@ -196,27 +195,35 @@ class Session:
 
     def _pump(self, now: float, *, bounded: bool = True) -> None:
         """Take the core's events (each runs at most one request) while the
-        output is under the mark; ``bounded=False`` takes them all."""
+        output is under the mark; ``bounded=False`` takes them all.
+
+        The mark counts what the kernel has not taken, so the output is handed
+        to the kernel before the mark is judged, and judged again after the
+        last hand-over: a pump that stops at the mark is resumed only by the
+        peer's reading (on_writable), which never comes if the kernel took
+        everything meanwhile."""
         conn = self.conn
         assert conn is not None
-        while not self._starttls_pending:
-            if bounded and self.output_full:
-                # The mark counts what the kernel has not taken: hand it what it
-                # will take, and stop only if that leaves the output at the mark
-                # (then the peer's reading, on_writable, resumes the pump).
-                self._flush()
-                if self.closed or self.output_full:
+        while True:
+            at_mark = False
+            while not self._starttls_pending:
+                if bounded and self.output_full:
+                    self._flush()
+                    if self.closed or self.output_full:
+                        at_mark = True
+                        break
+                event = conn.next_event(now)
+                if event is None:
                     break
-            event = conn.next_event(now)
-            if event is None:
-                break
-            if isinstance(event, Send):
-                self._write(event.data)
-            elif isinstance(event, StartTLS):
-                self._starttls_pending = True
-            elif isinstance(event, Close):
-                self._close_by = now + LINGER_SECONDS
-        self._after_io(now)
+                if isinstance(event, Send):
+                    self._write(event.data)
+                elif isinstance(event, StartTLS):
+                    self._starttls_pending = True
+                elif isinstance(event, Close):
+                    self._close_by = now + LINGER_SECONDS
+            self._after_io(now)
+            if not (at_mark and self._serving and not self.output_full):
+                return
 
     def _after_io(self, now: float) -> None:
         held_back = bool(self._out)

@@ -411,7 +411,8 @@ def _record_never_read(
         "GETs executed for a client that never reads",
         outcome.executed,
         "requests",
-        note=f"of {plan.pairs} pipelined, each asking for {plan.value_size} bytes",
+        note=f"of {plan.pairs} pipelined, each asking for {plan.value_size} bytes (from the INCR after each GET: "
+        "one more GET may have run, its INCR waiting behind the mark)",
     )
     measure("replies produced for it", outcome.produced(plan), "bytes")
     if outcome.grown is not None:
