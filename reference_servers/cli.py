@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .core import CLOUDHASH, PROTOCOL_NAMES
 from .runtime.launch import Architecture, run
 from .runtime.settings import Settings
 
@@ -61,13 +62,21 @@ def _seconds(text: str) -> float:
 def parser(prog: str = "python -m reference_servers") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
-        description="Run a CloudHash/1 reference server built on one of the book's architectures.",
+        description="Run a reference server built on one of the book's architectures, speaking CloudHash/1"
+        " (PROTOCOL.md) or, with --protocol resp, RESP2 (PROTOCOL-RESP2.md).",
     )
     p.add_argument("arch", choices=list(ARCHITECTURES), metavar="ARCH", help=", ".join(ARCHITECTURES))
+    p.add_argument(
+        "--protocol",
+        choices=PROTOCOL_NAMES,
+        default=CLOUDHASH,
+        help="cloudhash (CloudHash/1, the default) or resp (RESP2, Redis-compatible: PING, ECHO, SET, GET, DEL,"
+        " INCR, BLPOP, INFO, CONFIG GET, QUIT; --max-connections is its maxclients, --idle-timeout its timeout)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_port, default=4481, help="plain port; 0 lets the OS pick (default 4481)")
     p.add_argument("--tls-port", type=_port, help="also serve implicit TLS on this port (needs --cert)")
-    p.add_argument("--cert", help="PEM certificate chain; enables STARTTLS")
+    p.add_argument("--cert", help="PEM certificate chain; enables STARTTLS (CloudHash/1)")
     p.add_argument("--key", help="PEM private key, unencrypted (default: in --cert)")
     p.add_argument("--max-connections", type=_positive, default=128, help="connection limit (default 128)")
     p.add_argument(
@@ -76,8 +85,18 @@ def parser(prog: str = "python -m reference_servers") -> argparse.ArgumentParser
         help="workers or threads, where the architecture has them (preforking and thread-pool: 32; hybrid: 2)",
     )
     p.add_argument("--idle-timeout", type=_seconds, default=300.0, help="seconds; 0 disables (default 300)")
-    p.add_argument("--max-line", type=_positive, default=8192, help="bytes, terminator included (default 8192)")
-    p.add_argument("--max-frame", type=_positive, default=1 << 20, help="frame payload bytes (default 1048576)")
+    p.add_argument(
+        "--max-line",
+        type=_positive,
+        default=8192,
+        help="CloudHash/1's line, in bytes, terminator included (default 8192; RESP2's inline limit is Redis's 64 KiB)",
+    )
+    p.add_argument(
+        "--max-frame",
+        type=_positive,
+        default=1 << 20,
+        help="frame payload bytes; under --protocol resp, bulk string bytes (default 1048576)",
+    )
     p.add_argument(
         "--max-output",
         type=_positive,
@@ -110,6 +129,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m reference_ser
         max_line=args.max_line,
         max_frame=args.max_frame,
         max_output=args.max_output,
+        protocol=args.protocol,
     )
     return run(load(args.arch), settings)
 

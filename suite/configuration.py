@@ -73,7 +73,7 @@ class RunSettings:
 def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     """The run's settings; UsageProblem for the first bad option."""
     profile = parse_profile(get("profile"))
-    specs = _server_specs(get)
+    specs = _server_specs(get, profile)
     clients, client_bases = _client_specs(get)
     overrides = parse_declarations(get("declare"), profile)
     only = parse_only(get("only") or "", profile)
@@ -128,12 +128,12 @@ def parse_profile(text: str | None) -> str:
 # ---- servers -------------------------------------------------------------------------------
 
 
-def _server_specs(get: GetOption) -> dict[str, TargetSpec]:
+def _server_specs(get: GetOption, profile: str) -> dict[str, TargetSpec]:
     specs: dict[str, TargetSpec] = {}
     try:
         if get("reference"):
             for arch in resolve_architectures(get("reference")):
-                specs[arch] = reference_spec(arch)
+                specs[arch] = reference_spec(arch, profile)
         for item in get("image"):
             base_spec, _, arch_spec = item.partition(":")
             archs = resolve_architectures(arch_spec or "all")

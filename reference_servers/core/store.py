@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .commands import incremented
+from .commands import incremented, require_canonical_integer
 
 
 class Store(Protocol):
@@ -24,8 +24,11 @@ class Store(Protocol):
 
 
 class DictStore:
-    def __init__(self) -> None:
+    def __init__(self, *, canonical_integers: bool = False) -> None:
+        """``canonical_integers``: INCR counts on only from an integer in its
+        shortest form, as Redis does (a RESP2 server's store)."""
         self._data: dict[bytes, bytes] = {}
+        self._canonical_integers = canonical_integers
 
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
@@ -37,6 +40,9 @@ class DictStore:
         return self._data.pop(key, None) is not None
 
     def incr(self, key: bytes) -> int:
-        result = incremented(self._data.get(key))
+        stored = self._data.get(key)
+        if self._canonical_integers:
+            require_canonical_integer(stored)
+        result = incremented(stored)
         self._data[key] = str(result).encode("ascii")
         return result

@@ -6,8 +6,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from ..core import ServerConnection, ServerInfo, Store
-from ..core.connection import BUSY_LINE
+from ..core import DIALECTS, ServerConnection, ServerInfo, Store
 from .listeners import Listener
 from .session import Session
 from .settings import Settings
@@ -40,8 +39,10 @@ class Context:
             max_output=self.info.max_output,
         )
 
-    @staticmethod
-    def refusal(sock: socket.socket, listener: Listener, now: float) -> Session:
-        # On the TLS port a plaintext BUSY would be garbage to the client, and a
-        # handshake would spend work the limit exists to save: just close.
-        return Session.refuse(sock, b"" if listener.tls else BUSY_LINE, now)
+    def refusal(self, sock: socket.socket, listener: Listener, now: float) -> Session:
+        """A connection over the limit: the protocol's words (BUSY, or Redis's
+        max number of clients), then the close."""
+        # On the TLS port a plaintext message would be garbage to the client, and
+        # a handshake would spend work the limit exists to save: just close.
+        message = b"" if listener.tls else DIALECTS[self.info.protocol].over_limit
+        return Session.refuse(sock, message, now)

@@ -7,7 +7,7 @@ import ssl
 import sys
 from typing import Protocol
 
-from ..core import ServerInfo, Store
+from ..core import CLOUDHASH, RESP, ServerInfo, Store
 from .context import Context
 from .listeners import announce_ready, close_listeners, open_listeners
 from .settings import Settings
@@ -27,13 +27,20 @@ class Architecture(Protocol):
     def serve(self, context: Context) -> None: ...
 
 
+def features(settings: Settings) -> frozenset[str]:
+    """The optional features INFO declares: CloudHash/1's framed mode and urgent
+    abort always, STARTTLS with a certificate, implicit TLS with a TLS port;
+    RESP2's only optional feature is the TLS port."""
+    found = set() if settings.protocol != CLOUDHASH else {"framed", "urgent"}
+    if settings.cert is not None and settings.protocol == CLOUDHASH:
+        found.add("starttls")
+    if settings.cert is not None and settings.tls_port is not None:
+        found.add("tls")
+    return frozenset(found)
+
+
 def run(architecture: Architecture, settings: Settings) -> int:
     concurrency, max_connections = architecture.limits(settings)
-    features = {"framed", "urgent"}
-    if settings.cert is not None:
-        features.add("starttls")
-        if settings.tls_port is not None:
-            features.add("tls")
     info = ServerInfo(
         arch=architecture.ARCH,
         concurrency=concurrency,
@@ -42,27 +49,31 @@ def run(architecture: Architecture, settings: Settings) -> int:
         idle_timeout_ms=settings.idle_timeout_ms,
         max_line=settings.max_line,
         max_frame=settings.max_frame,
-        features=frozenset(features),
+        features=features(settings),
         max_output=settings.max_output,
+        protocol=settings.protocol,
     )
+    name = "resp" if settings.protocol == RESP else "cloudhash"
     try:
         tls_context = settings.tls_context()
     except (OSError, ssl.SSLError) as error:
-        print(f"cloudhash: cannot start: {error}", file=sys.stderr)
+        print(f"{name}: cannot start: {error}", file=sys.stderr)
         return 1
+    # Redis counts on only from an integer's shortest form; CloudHash/1 also from 007.
+    canonical = settings.protocol == RESP
     # The store process is forked before the listeners exist, so that it never
     # holds a listening socket open after the master has closed it.
-    store_process = None if architecture.SHARES_MEMORY else StoreProcess()
+    store_process = None if architecture.SHARES_MEMORY else StoreProcess(canonical_integers=canonical)
     try:
         listeners = open_listeners(settings)
     except OSError as error:
-        print(f"cloudhash: cannot start: {error}", file=sys.stderr)
+        print(f"{name}: cannot start: {error}", file=sys.stderr)
         if store_process is not None:
             store_process.stop()
         return 1
     stop = StopSignal()
     stop.install()
-    store: Store = LockedStore() if store_process is None else store_process.client()
+    store: Store = LockedStore(canonical_integers=canonical) if store_process is None else store_process.client()
     context = Context(settings, info, listeners, tls_context, store, stop)
     master = os.getpid()
     announce_ready(listeners)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from ..core import CLOUDHASH
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,6 +22,7 @@ class Settings:
     max_line: int = 8192
     max_frame: int = 1 << 20
     max_output: int = 1 << 20
+    protocol: str = CLOUDHASH  # or RESP: the core's Dialect, the INFO form, the store's integers
 
     @property
     def idle_timeout_ms(self) -> int:

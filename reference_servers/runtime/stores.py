@@ -22,8 +22,8 @@ from ..core import store_wire as wire
 class LockedStore:
     """Every operation under one lock: atomic and linearizable across threads."""
 
-    def __init__(self) -> None:
-        self._store = DictStore()
+    def __init__(self, *, canonical_integers: bool = False) -> None:
+        self._store = DictStore(canonical_integers=canonical_integers)
         self._lock = _thread.allocate_lock()
 
     def get(self, key: bytes) -> bytes | None:
@@ -48,7 +48,7 @@ class StoreProcess:
     Unix socket. One thread applying requests in arrival order is what makes
     every operation atomic and linearizable across processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, canonical_integers: bool = False) -> None:
         self.address = f"\0sockspec-store-{os.getpid()}-{os.urandom(6).hex()}"
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.address)
@@ -57,7 +57,7 @@ class StoreProcess:
         self.pid = os.fork()
         if self.pid == 0:
             try:
-                _serve_store(listener, parent)
+                _serve_store(listener, parent, DictStore(canonical_integers=canonical_integers))
             finally:
                 os._exit(0)
         listener.close()
@@ -73,12 +73,11 @@ class StoreProcess:
             pass
 
 
-def _serve_store(listener: socket.socket, parent: int) -> None:
+def _serve_store(listener: socket.socket, parent: int, store: DictStore) -> None:
     # The master decides when the store goes; a Ctrl-C to the process group
     # must not take the data away while workers drain.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    store = DictStore()
     buffers: dict[socket.socket, bytearray] = {}
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)

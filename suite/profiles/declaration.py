@@ -13,8 +13,8 @@ from . import resp
 __all__ = ["INFO_KEYS", "from_placeholders", "parse_info", "read_info"]
 
 # The INFO fields the profile reads (Redis 7.0 reports maxclients in "# Clients";
-# timeout and features are for servers that want to declare them), and for people.
-INFO_KEYS = ("redis_version", "server_name", "maxclients", "timeout", "features")
+# timeout, features and concurrency are for servers that want to declare them), and for people.
+INFO_KEYS = ("redis_version", "server_name", "maxclients", "timeout", "features", "concurrency")
 
 
 def parse_info(text: bytes) -> dict[str, str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reference_servers.cli import load as load_architecture
+
 from ..certs import CertificateFiles
 from ..escape import escape
 from ..probe import HarnessError, Unsupported
@@ -67,32 +69,41 @@ REFERENCE_MAX_CONNECTIONS = 32
 REFERENCE_WORKERS = 8  # preforking and thread-pool
 
 
-def reference_sizing(arch: str) -> list[str]:
+def reference_sizing(arch: str, profile: str = DEFAULT_PROFILE, maxclients: str = "{maxclients}") -> list[str]:
+    """Under resp2, an architecture that refuses the connection past its limit
+    takes ``maxclients`` as that limit; one that queues it has no maxclients."""
     if arch in ("preforking", "thread-pool"):
         return ["--concurrency", str(REFERENCE_WORKERS)]
+    if profile != DEFAULT_PROFILE and load_architecture(arch).OVERFLOW == "busy":
+        return ["--max-connections", maxclients]
     return ["--max-connections", str(REFERENCE_MAX_CONNECTIONS)]
 
 
-def reference_template(arch: str, program: str | None = None) -> str:
+def _protocol_flags(profile: str) -> list[str]:
+    return [] if profile == DEFAULT_PROFILE else ["--protocol", "resp"]
+
+
+def reference_template(arch: str, program: str | None = None, profile: str = DEFAULT_PROFILE) -> str:
     """The --cmd template for a reference server (or for ``program``, which
-    takes the same flags, such as a mutant of one)."""
+    takes the same flags, such as a mutant of one), speaking ``profile``."""
     program = program or f"{shlex.quote(sys.executable)} -m reference_servers {arch}"
     flags = "--port {port} --tls-port {tls_port} --cert {cert} --key {key} --idle-timeout {idle}"
-    return f"{program} {flags} {' '.join(reference_sizing(arch))}"
+    return " ".join([program, *_protocol_flags(profile), flags, *reference_sizing(arch, profile)])
 
 
-def container_command(arch: str, idle: float) -> list[str]:
+def container_command(arch: str, idle: float, profile: str = DEFAULT_PROFILE, maxclients: int = 0) -> list[str]:
     """The reference server's arguments inside its container (the image's entry point is the server)."""
     return [
         arch,
+        *_protocol_flags(profile),
         *("--host", "0.0.0.0", "--port", "4481", "--tls-port", "4482"),
         *("--cert", f"{CERTS_MOUNT}/server.pem", "--key", f"{CERTS_MOUNT}/server.key"),
-        *("--idle-timeout", f"{idle:g}", *reference_sizing(arch)),
+        *("--idle-timeout", f"{idle:g}", *reference_sizing(arch, profile, str(maxclients))),
     ]
 
 
-def reference_spec(arch: str) -> TargetSpec:
-    return TargetSpec(name=arch, template=reference_template(arch), reference=True)
+def reference_spec(arch: str, profile: str = DEFAULT_PROFILE) -> TargetSpec:
+    return TargetSpec(name=arch, template=reference_template(arch, profile=profile), reference=True)
 
 
 def parse_address(text: str) -> Endpoint:
@@ -360,7 +371,7 @@ class TargetPool:
                 workdir = USER_WORKDIR
         else:
             assert spec.arch is not None
-            image, command = docker.images[spec.image], container_command(spec.arch, idle)
+            image, command = docker.images[spec.image], container_command(spec.arch, idle, self.profile, maxclients)
         process = ContainerProcess(
             docker.engine,
             image,

@@ -1,11 +1,12 @@
 """R2-CONC: a connection blocked in BLPOP, or holding half a request, never
-stalls the others (PROTOCOL-RESP2.md, section 8)."""
+stalls the others (PROTOCOL-RESP2.md, section 8). Both apply unless the
+server declares that it serves one client at a time (``concurrency`` 1)."""
 
 from __future__ import annotations
 
 import time
 
-from suite.api import Measure, fresh_key, requirement
+from suite.api import Measure, fresh_key, not_applicable, requirement
 from suite.profiles import resp
 from suite.profiles.dialects import Resp2Dialect
 from suite.targets.base import Target
@@ -15,6 +16,13 @@ BLOCK_SECONDS = 2
 AT_ONCE = 0.5  # "at once" on loopback, with room for a loaded machine
 LATE = 1.0  # R2-CONC-1: the null array no later than the timeout + 1 s
 GRANULARITY = 0.02
+
+
+def _applies_when_serving_clients_at_once(target: Target) -> None:
+    """Applies when: ``concurrency`` >= 2, or not declared (Redis declares nothing,
+    and multiplexes its clients)."""
+    if "concurrency" in target.declared.pairs and (concurrency := target.declared.number("concurrency")) < 2:
+        not_applicable(f"the server declares concurrency={concurrency}: it serves one client at a time")
 
 
 def _others_are_served(target: Target, why: str) -> float:
@@ -32,6 +40,7 @@ def _others_are_served(target: Target, why: str) -> float:
 
 @requirement("R2-CONC-1")
 def test_a_client_blocked_in_blpop_never_stalls_the_others(target: Target, measure: Measure) -> None:
+    _applies_when_serving_clients_at_once(target)
     blocking = RESP2.blocking(fresh_key("nolist"), BLOCK_SECONDS)
     with target.connect("blocked in BLPOP", timeout=BLOCK_SECONDS + LATE + 1) as blocked:
         sent = time.monotonic()
@@ -52,6 +61,7 @@ def test_a_client_blocked_in_blpop_never_stalls_the_others(target: Target, measu
 
 @requirement("R2-CONC-2")
 def test_half_a_request_never_stalls_the_others(target: Target) -> None:
+    _applies_when_serving_clients_at_once(target)
     key = fresh_key("half")
     request = resp.command(b"SET", key, b"complete")
     with target.connect("half a multibulk request") as half, target.connect("half an inline line") as line:
