@@ -113,7 +113,14 @@ def _parser() -> argparse.ArgumentParser:
     for option in SHARED:
         sections[option.section].add_argument(option.flag, **option.definition(for_plugin=False))
     r.add_argument("--strict", action="store_true", help="broken SHOULDs fail the run too")
-    r.add_argument("-n", dest="workers", metavar="N", type=_workers, help="parallel workers (pytest-xdist), or auto")
+    r.add_argument(
+        "-n",
+        dest="workers",
+        metavar="N",
+        type=_workers,
+        help=f"parallel workers (pytest-xdist), or auto; a whole run of one server defaults to {WHOLE_RUN_WORKERS}"
+        " (its checks mostly wait out timers, and those waits overlap), a partial or stepwise run to 1",
+    )
     r.add_argument("-k", dest="keyword", metavar="EXPR", help="select checks by name (pytest -k)")
     r.add_argument("-v", dest="verbose", action="count", default=0, help="more detail (repeat for more)")
     r.add_argument("-x", dest="exitfirst", action="store_true", help="stop at the first failing check")
@@ -160,6 +167,22 @@ def _parser() -> argparse.ArgumentParser:
     batch_command.add_parser(commands)
     bench_command.add_parser(commands)
     return parser
+
+
+# Most of a whole run is spent waiting out real timers (idle timeouts, the
+# shutdown deadline, slow readers), not computing: four workers on two cores
+# let those waits overlap. Each check keeps its own deadlines and margins.
+WHOLE_RUN_WORKERS = "4"
+
+
+def _default_workers(settings: configuration.RunSettings, options: argparse.Namespace) -> str:
+    """Whole runs overlap their waits. One process for a run that must keep the spec's order
+    (--area-by-area, -x), checks a small part (--only, -k), or dials a server it did not start
+    (--address): there every worker would share the one instance, and a check that fills its
+    connection slots would meet the others' connections."""
+    stepwise = options.exitfirst or settings.area_by_area or settings.only or options.keyword
+    shared = any(spec.address is not None for spec in settings.specs.values())
+    return "1" if stepwise or shared else WHOLE_RUN_WORKERS
 
 
 def _workers(text: str) -> str:
@@ -337,8 +360,9 @@ def run_suite(options: argparse.Namespace) -> int:
     args.append("--sockspec-preflight-done")
     if options.strict:
         args.append("--sockspec-strict")
-    if options.workers:
-        args += ["-n", options.workers]
+    workers = options.workers or _default_workers(settings, options)
+    if workers and workers != "1":
+        args += ["-n", workers]
     if options.keyword:
         args += ["-k", options.keyword]
     if options.exitfirst:
