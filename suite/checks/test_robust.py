@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
@@ -73,13 +74,17 @@ def scaled(count: float, scale: float) -> int:
 
 # ---- a connection for an attack ------------------------------------------------------------
 
+# How a send ended: all sent; no byte left for a while (the peer stopped
+# reading); the time was up first; the connection failed.
+Pushed = Literal["sent", "stalled", "time", "ended"]
+
 
 class RawConnection:
     """A plain TCP connection that sends in bulk: no transcript (a transcript of
     megabytes explains nothing; the check says what it sent), every wait with a
     deadline, and the kernel's view of both ends at hand."""
 
-    def __init__(self, target: Target, label: str, receive_buffer: int | None = None) -> None:
+    def __init__(self, target: Target, receive_buffer: int | None = None) -> None:
         host, port = target.endpoint.host, target.endpoint.port
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         sock = socket.socket(family, kind, proto)
@@ -94,11 +99,10 @@ class RawConnection:
             sock.close()
             raise
         self.sock = sock
-        self.label = label
         self.sent = 0
         self.ending = ""  # why the connection ended, once it has
 
-    def push(self, data: bytes, stall: float, within: float) -> str:
+    def push(self, data: bytes, stall: float, within: float) -> Pushed:
         """Send ``data``: "sent"; or "stalled" when no byte left for ``stall`` s
         (the peer stopped reading), "time" when ``within`` s passed first,
         "ended" when the connection failed."""
@@ -123,7 +127,7 @@ class RawConnection:
             view = view[sent:]
         return "sent"
 
-    def stream(self, chunk: bytes, stall: float, within: float) -> str:
+    def stream(self, chunk: bytes, stall: float, within: float) -> Pushed:
         """``chunk`` again and again, until it stalls, the time is up or the connection ends."""
         deadline = time.monotonic() + within
         while (left := deadline - time.monotonic()) > 0:
@@ -329,8 +333,8 @@ class NonReaderPlan:
 
 @dataclass
 class NonReaderOutcome:
-    pushed: str  # how the pipelined pairs went out: sent, stalled, time or ended
-    streamed: str  # how the stream of INCRs ended ("" if it never started)
+    pushed: Pushed  # how the pipelined pairs went out
+    streamed: Pushed | None  # how the stream of INCRs ended (None if it never started)
     sent: int  # bytes the kernel took from the client
     unsent: int  # of them, not yet delivered to the server's kernel
     unread_here: int  # reply bytes waiting, unread, in the client's kernel
@@ -374,10 +378,10 @@ def _never_read(t: Target, tree: ProcessTree | None, plan: NonReaderPlan, scale:
     """Pipeline the pairs, then stream INCRs until the sends stall, reading
     nothing; then look at both ends' kernel queues and the server's memory, and reset."""
     before = tree.memory() if tree is not None else None
-    attacker = RawConnection(t, "the client that never reads", receive_buffer=ATTACKER_RECEIVE_BUFFER)
+    attacker = RawConnection(t, receive_buffer=ATTACKER_RECEIVE_BUFFER)  # the client that never reads
     try:
         pushed = attacker.push(plan.pair * plan.pairs, STALL, PUSH_WITHIN * scale)
-        streamed = ""
+        streamed: Pushed | None = None
         if pushed == "sent":
             streamed = attacker.stream((b"INCR " + plan.stream + b"\r\n") * 2048, STALL, STREAM_FOR * scale)
         pid = t.process.pid if t.process is not None else None
@@ -462,7 +466,7 @@ def _a_reader_after_the_mark_gets_every_reply(t: Target, plan: NonReaderPlan, sc
     # All the requests fit in the kernels' buffers, so that they are all sent before the reading starts.
     count = min(SLOW_READER_REQUESTS // len(request), max(2, math.ceil(SLOW_READER_REPLIES * scale / plan.reply)))
     reply = b"$" + b"v" * plan.value_size + b"\r\n"
-    reader = RawConnection(t, "a client that reads only once it has sent all its GETs")
+    reader = RawConnection(t)  # a client that reads only once it has sent all its GETs
     try:
         if reader.push(request * count, STALL, PUSH_WITHIN) != "sent":
             raise Violation(
@@ -556,7 +560,7 @@ def _frame_claims(t: Target, tree: ProcessTree, baseline: int) -> Iterator[Growt
 def _line_claim(t: Target, tree: ProcessTree, baseline: int, scale: float) -> Growth:
     max_line = t.declared.number("max_line")
     size = scaled(LINE_BYTES, scale)
-    line = RawConnection(t, "a line without LF")
+    line = RawConnection(t)  # a line without LF
     peak = 0
     try:
         chunk = b"x" * LINE_CHUNK
@@ -598,7 +602,9 @@ garbage_payload = st.one_of(
         max_size=60,
     ).map(b"".join),
 )
-garbage_batch = st.lists(st.tuples(garbage_payload, st.sampled_from((b"\r\n", b"\n"))), min_size=1, max_size=40)
+garbage_batch = st.lists(
+    st.tuples(garbage_payload, st.sampled_from((b"\r\n", b"\n"))), min_size=1, max_size=GARBAGE_BATCH
+)
 
 
 def defused(payload: bytes) -> bytes:
@@ -631,11 +637,12 @@ class GarbageFlood:
         self.reopened = 0  # connections the server closed (or left unanswered) during the flood
         self.problem: Violation | None = None
         self._probe: Probe | None = None
+        self._last_batch: Transcript | None = None  # what the last batch sent and got
 
     def send(self, batch: list[tuple[bytes, bytes]]) -> None:
         if self.problem is not None:
             return
-        probe = self._connection(batch)
+        probe = self._connection()
         if probe is None:
             return
         self.batches += 1
@@ -645,6 +652,7 @@ class GarbageFlood:
         else:
             data = b"".join(garbage_line(p, end, self.max_line) for p, end in batch) + b"ECHO " + marker + b"\r\n"
         probe.wire.transcript.records.clear()  # an explanation shows the last batch only
+        self._last_batch = probe.wire.transcript
         self.requests += len(batch)
         try:
             probe.wire.send(data, BATCH_WITHIN)
@@ -670,7 +678,7 @@ class GarbageFlood:
                 return True
         return False
 
-    def _connection(self, batch: list[tuple[bytes, bytes]]) -> Probe | None:
+    def _connection(self) -> Probe | None:
         if self._probe is not None:
             return self._probe
         try:
@@ -693,12 +701,8 @@ class GarbageFlood:
             f"connection: {getattr(error, 'summary', error)}" + (f"; {died}" if died else ""),
             expected="a new connection served (+PONG), whatever garbage came before",
             actual=str(getattr(error, "summary", error)),
-            transcripts=[*self.last_batch, *transcripts],
+            transcripts=[*([self._last_batch] if self._last_batch else []), *transcripts],
         )
-
-    @property
-    def last_batch(self) -> list[Transcript]:
-        return [self._probe.wire.transcript] if self._probe is not None else []
 
     def close(self) -> None:
         if self._probe is not None:
