@@ -18,7 +18,8 @@ from reference_servers.core import Close, DictStore, Send, ServerConnection, Ser
 from reference_servers.core.commands import COMMANDS
 from reference_servers.core.connection import Event
 from reference_servers.core.dialects import BUSY_LINE, DIALECTS
-from reference_servers.core.resp import KEPT_WORDS, MAX_INLINE, MAX_MULTIBULK
+from reference_servers.core.framing import NEED_DATA
+from reference_servers.core.resp import KEPT_WORDS, MAX_INLINE, MAX_MULTIBULK, RequestReader, Words
 from tests.core_support import make_info
 
 T0 = 10.0
@@ -219,6 +220,17 @@ def test_a_request_arriving_one_byte_at_a_time_is_answered_once_whole() -> None:
         assert feed(conn, bytes([byte])) == [], "nothing before the request is whole"
     assert sent(feed(conn, request[-1:])) == b"+OK\r\n"
     assert ask(conn, command(b"GET", b"key")) == bulk(b"x" * 300)
+
+
+def test_an_array_in_pieces_is_read_on_from_where_the_reader_stopped() -> None:
+    """Words already read are not read again when the rest arrives (a request
+    trickled in a byte at a time costs one pass, not one pass per byte)."""
+    reader = RequestReader(max_bulk=100)
+    buffer = bytearray(b"*3\r\n$4\r\nECHO\r\n$1\r\nA\r\n$1\r\n")
+    assert reader.cut(buffer) is NEED_DATA
+    buffer[buffer.index(b"A")] = ord("B")  # a byte the reader has already taken
+    buffer += b"C\r\nrest"
+    assert reader.cut(buffer) == (Words((b"ECHO", b"A", b"C"), 3), len(buffer) - len(b"rest"))
 
 
 def test_an_array_longer_than_any_command_is_wrong_arity_and_the_connection_goes_on() -> None:
