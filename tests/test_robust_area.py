@@ -2,7 +2,8 @@
 architectures (a reactor and a forking server), with every attack's
 measurements in the report; against a server given by address, where the
 requirements judged by memory and descriptors are UNSUPPORTED, never a PASS;
-and --robust-scale's bad values refused before anything starts.
+--robust-scale making an attack larger, and its bad values refused before
+anything starts.
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def test_against_an_address_the_memory_requirements_are_unsupported_with_the_rea
         assert "--address" in results[requirement_id]["detail"], results[requirement_id]["detail"]
     assert data["targets"][0]["unchecked"] == list(MEMORY_JUDGED), "a MUST nobody checked must not pass a gate"
     assert result.returncode == 2, (result.stdout + result.stderr)[-2000:]
+
+
+def test_robust_scale_makes_the_attacks_larger(tmp_path: Path) -> None:
+    report = tmp_path / "scaled.json"
+    result = sockspec(
+        *("run", "--reference", "evented", "--only", "CH-ROBUST-4", "--robust-scale", "2", "--json", str(report))
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-2000:]
+    measured = {m["name"]: m["value"] for m in json.loads(report.read_text())["targets"][0]["measurements"]}
+    assert measured["short connections made and closed"] == 2 * 3 * 1500, "twice the default's three rounds of 1,500"
 
 
 @pytest.mark.parametrize("value", ["0.5", "0", "-2", "nan", "inf", "lots"])
