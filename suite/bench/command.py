@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import configuration, reaper
-from ..certs import make_certificates
+from ..certs import CertificateFiles, make_certificates
 from ..configuration import UsageProblem
 from ..options import SHARED
 from ..probe import HarnessError
@@ -37,7 +37,7 @@ from .workload import COMMANDS
 
 __all__ = ["add_parser", "run"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 DEFAULT_CONNECTIONS = "1,16,64,256"
 DEFAULT_PIPELINES = "1,16"
 # Seconds per cell. 8 targets x 32 cells x (0.3 s + the cell's set-up and
@@ -256,7 +256,9 @@ def run(options: argparse.Namespace) -> int:
                         )
                     )
                 else:
-                    results.append(_measure(target, certs, plan, drivers, settings.ready_timeout))
+                    result = TargetBench(target.name, target.kind, target.profile, target.spec.describe())
+                    results.append(result)  # before measuring: an interrupt keeps the cells done so far
+                    _measure(target, certs, plan, drivers, settings.ready_timeout, into=result)
     except KeyboardInterrupt:
         interrupted = True
         _say(f"interrupted ({reaper.interrupted_by() or 'SIGINT'}); the figures so far are reported")
@@ -266,17 +268,17 @@ def run(options: argparse.Namespace) -> int:
     _write(document, options)
     with contextlib.suppress(OSError):
         report.print_tables(document)
-    if interrupted:
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if report.has_problems(document) else EXIT_OK
+    return EXIT_INTERRUPTED if interrupted else report.exit_code(document)
 
 
 def _named_a_target(options: argparse.Namespace) -> bool:
     return bool(options.reference or options.cmd or options.address)
 
 
-def _measure(target: BenchTarget, certs: Any, plan: Plan, drivers: int, ready_timeout: float) -> TargetBench:
-    result = TargetBench(target.name, target.kind, target.profile, target.spec.describe())
+def _measure(
+    target: BenchTarget, certs: CertificateFiles, plan: Plan, drivers: int, ready_timeout: float, *, into: TargetBench
+) -> None:
+    result = into
     if target.kind == "reference":
         result.target = f"--reference {target.name}"
     began = time.monotonic()
@@ -284,14 +286,17 @@ def _measure(target: BenchTarget, certs: Any, plan: Plan, drivers: int, ready_ti
     try:
         with started(target, certs, plan.room, ready_timeout) as instance, Drivers(drivers) as pool:
             measure(target, instance, plan, pool, into=result, log=_say)
-            problem = instance.process.exit_report() if instance.process is not None else None
-            if problem:
-                result.problem = problem
+            died = instance.process.exit_report() if instance.process is not None else None
+            if died:
+                result.problem = died
     except HarnessError as error:
         result.problem = str(error)
         _say(f"{target.name}: {error}")
-    result.time = time.monotonic() - began
-    return result
+    except KeyboardInterrupt:
+        result.problem = "interrupted: the cells measured before the interrupt"
+        raise
+    finally:
+        result.time = time.monotonic() - began
 
 
 def _write(document: dict[str, Any], options: argparse.Namespace) -> None:

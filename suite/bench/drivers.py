@@ -85,8 +85,8 @@ class Drivers:
     def __enter__(self) -> Drivers:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        self.stop(at_once=kind is not None)  # interrupted or failed: no point letting a cell finish
 
     # ---- operations --------------------------------------------------------------------
 
@@ -231,13 +231,14 @@ class Drivers:
             f":\n{tail}" if tail else ""
         )
 
-    def stop(self) -> None:
-        """Close their input (they exit), then kill each group and reap it; safe to call twice."""
+    def stop(self, *, at_once: bool = False) -> None:
+        """Close their input (they exit when idle), then kill each group and reap it
+        (``at_once``: without waiting for them); safe to call twice."""
         for process in self.processes:
             with contextlib.suppress(OSError):
                 if process.stdin is not None:
                     process.stdin.close()
-        deadline = time.monotonic() + EXIT_GRACE
+        deadline = time.monotonic() + (0.0 if at_once else EXIT_GRACE)
         for process in self.processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.0, deadline - time.monotonic()))

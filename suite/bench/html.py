@@ -72,7 +72,7 @@ def _context(document: dict[str, Any]) -> dict[str, Any]:
         "compared": [
             (target, cell) for target in targets for cell in target["cells"] if cell["redis_benchmark"] is not None
         ],
-        "costs": [_cost(target, method) for target in targets] if method is not None else [],
+        "costs": [report.holdings(t, max(method["connections"])) for t in targets] if method is not None else [],
         "largest": max(method["connections"]) if method is not None else None,
         "c10k": document["c10k"] or [],
     }
@@ -83,19 +83,6 @@ def _colours(names: list[str]) -> dict[str, str]:
     chosen = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(others)}
     chosen[BASELINE] = "#000000"
     return chosen
-
-
-def _cost(target: dict[str, Any], method: dict[str, Any]) -> dict[str, Any]:
-    largest = max(method["connections"])
-    widest = [cell for cell in target["cells"] if cell["connections"] == largest]
-    return {
-        "name": target["name"],
-        "idle_rss": target["idle_rss"],
-        "peak_rss": max((c["rss"] or 0 for c in widest), default=0) or None,
-        "threads": max((c["threads"] or 0 for c in widest), default=0) or None,
-        "processes": max((c["processes"] or 0 for c in widest), default=0) or None,
-        "churn": target["churn"],
-    }
 
 
 def plot_geometry(

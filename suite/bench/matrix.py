@@ -119,7 +119,8 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
     result.declared = dict(instance.declared.pairs)
     endpoint = instance.endpoint
     pid = instance.process.pid if instance.process is not None else None
-    seed(drivers, endpoint, bench.profile)
+    if "get" in plan.commands:
+        seed(drivers, endpoint, bench.profile)
     if pid is not None:
         result.idle_rss = TreeSampler(pid).sample()[0]
     for connections in plan.connections:
@@ -135,6 +136,7 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
                     cell = _cell(drivers, load, depth, connections, plan=plan, pid=pid)
                     result.cells.append(cell)
                     log(f"{bench.name}: {_describe(cell)}")
+                    _still_running(instance)
         finally:
             drivers.close_connections()
         if plan.redis_benchmark != "none" and redis_benchmark.available():
@@ -143,6 +145,13 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
     if plan.churn:
         result.churn = _churn(drivers, endpoint, bench.profile, plan, pid)
         log(f"{bench.name}: churn {result.churn.rate:,.0f} connections/s ({CHURN_SLOTS} at a time)")
+
+
+def _still_running(instance: Target) -> None:
+    """A server that exited under load ends its measurement, with how it ended."""
+    died = instance.process.exit_report() if instance.process is not None else None
+    if died:
+        raise HarnessError(f"the server stopped under load: {died}")
 
 
 def seed(drivers: Drivers, endpoint: Endpoint, profile: str) -> None:
@@ -168,7 +177,8 @@ def _cell(drivers: Drivers, load: Workload, depth: int, connections: int, *, pla
     usage: TreeUsage | None = None
     with TreeSampler(pid) if pid is not None else contextlib.nullcontext() as sampler:
         measured = drivers.run(load, depth, plan.duration, max_requests=plan.max_requests)
-        if measured.replies + measured.errors < MIN_REPLIES_PER_CONNECTION * connections:
+        slow = measured.replies < MIN_REPLIES_PER_CONNECTION * connections
+        if slow and not (measured.errors or measured.closed):  # a broken server is reported as it was
             longer = plan.duration * SLOW_CELL_FACTOR
             measured = drivers.run(load, depth, longer, max_requests=plan.max_requests)
     if sampler is not None:

@@ -30,7 +30,8 @@ from .matrix import CHURN_SLOTS, Plan, TargetBench
 __all__ = [
     "SCHEMA",
     "Facts",
-    "has_problems",
+    "exit_code",
+    "holdings",
     "kibibytes",
     "load_json",
     "mebibytes",
@@ -127,12 +128,18 @@ def write_json(document: dict[str, Any], path: Path) -> None:
     path.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
 
 
-def has_problems(document: dict[str, Any]) -> bool:
-    """A target that could not be measured, a wrong reply, or a C10K not held."""
-    for target in document["targets"]:
-        if target["problem"] or any(cell["errors"] for cell in target["cells"]):
-            return True
-    return any(not result["held"] for result in document["c10k"] or [])
+def exit_code(document: dict[str, Any]) -> int:
+    """2: a target could not be measured at all (it never started or answered);
+    1: one misbehaved under load (a wrong reply, a connection it closed, an exit)
+    or did not hold C10K; 0: every cell measured cleanly."""
+    targets = document["targets"]
+    if any(t["problem"] and not t["cells"] for t in targets):
+        return 2
+    if any(r["problem"] and not r["opened"] for r in document["c10k"] or []):
+        return 2
+    if any(t["problem"] or any(c["errors"] or c["closed"] for c in t["cells"]) for t in targets):
+        return 1
+    return 1 if any(not r["held"] for r in document["c10k"] or []) else 0
 
 
 # ---- the terminal ------------------------------------------------------------------------------
@@ -142,30 +149,40 @@ def print_tables(document: dict[str, Any], console: Console | None = None) -> No
     console = console or Console(width=160)
     targets = document["targets"]
     if targets:
-        for command in document["method"]["commands"]:
-            for depth in document["method"]["pipelines"]:
-                console.print(_throughput_table(targets, command, depth, document["method"]["connections"]))
-        console.print(_cost_table(targets, document["method"]))
+        method = document["method"]
+        for command in method["commands"]:
+            for depth in method["pipelines"]:
+                if any(c["command"] == command and c["pipeline"] == depth for t in targets for c in t["cells"]):
+                    _print(console, f"{command.upper()}, pipeline {depth}: requests/s, and p50 / p99 latency in ms")
+                    console.print(_throughput_table(targets, command, depth, method["connections"]))
+        largest = max(method["connections"])
+        _print(console, f"What each server's process tree holds, idle and at {largest} connections; connection churn")
+        console.print(_cost_table(targets, largest))
         compared = _redis_benchmark_table(targets)
         if compared is not None:
+            _print(console, "The suite's load generator beside redis-benchmark: requests/s, p50 / p99 ms")
             console.print(compared)
         for target in targets:
             if target["problem"]:
-                console.print(f"[bold red]{target['name']}[/]: {target['problem']}")
+                console.print(f"[bold red]{target['name']}[/]: {target['problem']}", highlight=False)
     if document["c10k"]:
+        _print(console, "C10K: every connection open at once, each answering a PING and a GET")
         console.print(_c10k_table(document["c10k"]))
     load = document["machine"]["load_before"]
     console.print(
         f"{document['machine']['cpus']} CPUs; load average when it began {load[0]:.2f} (1 min), {load[2]:.2f} "
-        f"(15 min); {document['time']:.0f} s" + ("; INTERRUPTED: the figures so far" if document["interrupted"] else "")
+        f"(15 min); {document['time']:.0f} s"
+        + ("; INTERRUPTED: the figures so far" if document["interrupted"] else ""),
+        highlight=False,
     )
+
+
+def _print(console: Console, title: str) -> None:
+    console.print(f"\n[bold]{title}[/]", highlight=False)
 
 
 def _throughput_table(targets: list[dict[str, Any]], command: str, depth: int, counts: list[int]) -> Table:
-    table = Table(
-        title=f"{command.upper()}, pipeline {depth}: requests/s, and p50 / p99 latency in ms",
-        title_justify="left",
-    )
+    table = Table()
     table.add_column("server")
     for count in counts:
         table.add_column(f"{count} conn.", justify="right")
@@ -188,26 +205,33 @@ def _cell_text(cell: dict[str, Any] | None) -> str:
     return text
 
 
-def _cost_table(targets: list[dict[str, Any]], method: dict[str, Any]) -> Table:
-    largest = max(method["connections"])
-    table = Table(
-        title=f"what the server holds (its process tree), idle and at {largest} connections; connection churn",
-        title_justify="left",
-    )
+def holdings(target: dict[str, Any], largest: int) -> dict[str, Any]:
+    """What a server held: RSS idle, and at the peak of its ``largest``-connection
+    cells its RSS, threads and processes; and its churn (None where not measured)."""
+    widest = [cell for cell in target["cells"] if cell["connections"] == largest]
+    return {
+        "name": target["name"],
+        "idle_rss": target["idle_rss"],
+        "peak_rss": max((c["rss"] or 0 for c in widest), default=0) or None,
+        "threads": max((c["threads"] or 0 for c in widest), default=0) or None,
+        "processes": max((c["processes"] or 0 for c in widest), default=0) or None,
+        "churn": target["churn"],
+    }
+
+
+def _cost_table(targets: list[dict[str, Any]], largest: int) -> Table:
+    table = Table()
     for column in ("server", "RSS idle", f"RSS peak at {largest}", "threads", "processes", "churn conn/s", "p99"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for target in targets:
-        widest = [c for c in target["cells"] if c["connections"] == largest]
-        peak = max((c["rss"] or 0 for c in widest), default=0) or None
-        threads = max((c["threads"] or 0 for c in widest), default=0) or None
-        processes = max((c["processes"] or 0 for c in widest), default=0) or None
-        churn = target["churn"]
+        held = holdings(target, largest)
+        churn = held["churn"]
         table.add_row(
-            target["name"],
-            mebibytes(target["idle_rss"]),
-            mebibytes(peak),
-            str(threads or "-"),
-            str(processes or "-"),
+            held["name"],
+            mebibytes(held["idle_rss"]),
+            mebibytes(held["peak_rss"]),
+            str(held["threads"] or "-"),
+            str(held["processes"] or "-"),
             rate(churn["rate"]) if churn else "-",
             milliseconds(churn["p99"]) if churn else "-",
         )
@@ -231,10 +255,7 @@ def _redis_benchmark_table(targets: list[dict[str, Any]]) -> Table | None:
             rows.append((target["name"], what, str(cell["connections"]), ours, theirs, ratio))
     if not rows:
         return None
-    table = Table(
-        title="the suite's load generator beside redis-benchmark, cell by cell: requests/s  p50 / p99 ms",
-        title_justify="left",
-    )
+    table = Table()
     for column in ("server", "cell", "conn.", "sockspec", "redis-benchmark", "ratio"):
         table.add_column(column, justify="right" if column in ("conn.", "ratio") else "left")
     for row in rows:
@@ -243,7 +264,7 @@ def _redis_benchmark_table(targets: list[dict[str, Any]]) -> Table | None:
 
 
 def _c10k_table(results: list[dict[str, Any]]) -> Table:
-    table = Table(title="C10K: every connection open at once, each answering PING and GET", title_justify="left")
+    table = Table()
     for column in (
         "server",
         "held",
