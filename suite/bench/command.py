@@ -9,7 +9,13 @@ reports (see suite.bench for the parts).
 Every option is checked before anything starts; a bad one gets one line and
 exit 2. Every process the run starts (servers, drivers, redis-benchmark) leads
 its own process group, recorded with suite.reaper and killed when the run
-ends, however it ends (Ctrl-C and SIGTERM unwind through here: 130).
+ends, however it ends.
+
+Exit codes: 0, every cell measured cleanly; 1, a server answered wrongly,
+closed connections or exited under load, or did not hold C10K; 2, bad input,
+or a server that could not be measured at all (it never started or
+answered); 130, interrupted (SIGINT or SIGTERM): the figures so far are
+written, marked ``"interrupted": true``.
 """
 
 from __future__ import annotations

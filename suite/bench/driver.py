@@ -47,7 +47,7 @@ import select
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..profiles import resp
@@ -179,19 +179,12 @@ class Driver:
                 counts["sent"] += depth
         last_reply = start
         counted_out = False  # the count bound was reached before the time bound
-        monotonic, poll = time.monotonic, self.epoll.poll
+        monotonic = time.monotonic
+        readings = self._readings
         while (now := monotonic()) < end:
-            for fd, events in poll(end - now):
-                connection = connections.get(fd)
-                if connection is None:
-                    continue
-                if events & _OUT and connection.unsent:
-                    self._flush(connection)
-                data = self._receive(connection)
+            for _, connection, data in readings(end - now):
                 if data is None:
                     counts["closed"] += 1
-                    continue
-                if not data:
                     continue
                 owed_from_before = connection.expectation is not expectation
                 good, bad, wrong = connection.take(data)
@@ -241,18 +234,14 @@ class Driver:
         for fd in waiting:
             self._send(self.connections[fd], request, now, 1, expectation)
         while waiting and (now := time.monotonic()) < deadline:
-            for fd, events in self.epoll.poll(deadline - now):
-                connection = self.connections.get(fd)
-                if connection is None or fd not in waiting:
+            for fd, connection, data in self._readings(deadline - now):
+                if fd not in waiting:
                     continue
-                if events & _OUT and connection.unsent:
-                    self._flush(connection)
-                data = self._receive(connection)
                 if data is None:
                     counts["closed"] += 1
                     waiting.discard(fd)
                     continue
-                good, bad, wrong = connection.take(data) if data else (0, 0, None)
+                good, bad, wrong = connection.take(data)
                 if good + bad:
                     _count(histogram, time.monotonic() - connection.sent_at)
                     counts["answered"] += good
@@ -447,6 +436,19 @@ class Driver:
         if not connection.unsent:
             self.epoll.modify(connection.sock.fileno(), _IN)
 
+    def _readings(self, timeout: float) -> Iterator[tuple[int, Connection, bytes | None]]:
+        """One poll: each open connection that read something, with what it read
+        (None: the server closed it, and it is forgotten). Pending writes go out on the way."""
+        for fd, events in self.epoll.poll(timeout):
+            connection = self.connections.get(fd)
+            if connection is None:
+                continue
+            if events & _OUT and connection.unsent:
+                self._flush(connection)
+            data = self._receive(connection)
+            if data != b"":
+                yield fd, connection, data
+
     def _receive(self, connection: Connection) -> bytes | None:
         """What arrived (b"" for nothing yet), or None when the server closed it (then it is forgotten)."""
         try:
@@ -469,14 +471,8 @@ class Driver:
         while (now := time.monotonic()) < min(deadline, quiet_until):
             if not any(c.outstanding > 0 for c in self.connections.values()):
                 break
-            for fd, events in self.epoll.poll(min(deadline, quiet_until) - now):
-                connection = self.connections.get(fd)
-                if connection is None:
-                    continue
-                if events & _OUT and connection.unsent:
-                    self._flush(connection)
-                data = self._receive(connection)
-                if not data:
+            for _, connection, data in self._readings(min(deadline, quiet_until) - now):
+                if data is None:
                     continue
                 good, bad, _ = connection.take(data)
                 if good + bad:

@@ -10,21 +10,19 @@ redis-benchmark is bounded by a request count, not a time: the count is the
 one the suite's generator reached in the same cell, scaled to the same
 duration. It waits for every reply, so a cell where the server never served
 some connections (a pool smaller than the connection count) is not given to
-it. It runs in its own process group, killed at its deadline.
+it. It runs in its own process group, killed at its deadline (suite.clients.timed).
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import csv
 import io
-import os
 import shutil
-import signal
-import subprocess
 from dataclasses import dataclass
 
 from .. import reaper
+from ..clients import timed
 from ..targets.process import Endpoint
 
 __all__ = ["RedisBenchmarkCell", "available", "run", "test_for"]
@@ -70,25 +68,14 @@ def run(
         *("-c", str(connections), "-n", str(requests), "-P", str(depth)),
         *("-t", test, "--csv"),
     ]
-    process = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    reaper.track(process.pid)
-    try:
-        output, errors = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    # suite.clients.timed runs it in its own process group, killed whole at the deadline or an interrupt.
+    ran = timed.run(command, timeout, started=reaper.track, ended=reaper.untrack)
+    if ran["error"]:
+        return RedisBenchmarkCell(test, requests, None, None, None, f"it could not be run: {ran['error']}")
+    if ran["hung"]:
         return RedisBenchmarkCell(test, requests, None, None, None, f"it did not finish within {timeout:g} s")
-    finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.communicate(timeout=5.0)
-        reaper.untrack(process.pid)
-    return _parsed(test, requests, output.decode("utf-8", "replace"), errors.decode("utf-8", "replace"))
+    output, errors = (base64.b64decode(ran[stream]).decode("utf-8", "replace") for stream in ("stdout", "stderr"))
+    return _parsed(test, requests, output, errors)
 
 
 def _parsed(test: str, requests: int, output: str, errors: str) -> RedisBenchmarkCell:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import inspect
 import shlex
 import shutil
 import threading
@@ -27,9 +26,7 @@ import psutil
 from reference_servers.preforking import DEFAULT_WORKERS as PREFORKING_WORKERS
 from reference_servers.thread_pool import DEFAULT_THREADS as THREAD_POOL_THREADS
 
-from .. import profiles
 from ..certs import CertificateFiles
-from ..configuration import UsageProblem
 from ..probe import HarnessError, Unsupported
 from ..targets.base import Target
 from ..targets.factory import SHARED_IDLE, TargetPool, TargetSpec, reference_template
@@ -57,25 +54,10 @@ class BenchTarget:
 
 def reference(arch: str, profile: str, room: int) -> BenchTarget:
     """One of our servers with room for ``room`` connections at once."""
-    template = _reference_template(arch, profile) + f" --max-connections {room}"
+    template = reference_template(arch, profile=profile) + f" --max-connections {room}"
     if arch in POOL_SIZES:
         template += f" --concurrency {POOL_SIZES[arch]}"
     return BenchTarget(TargetSpec(name=arch, template=template, reference=True), profile, "reference")
-
-
-def _reference_template(arch: str, profile: str) -> str:
-    """The conformance run's template for ``arch`` in ``profile``: the reference
-    servers speak RESP2 once suite.targets.factory's reference_template takes
-    the profile (and until then this says so)."""
-    if profile == profiles.DEFAULT:
-        return reference_template(arch)
-    template_for: Callable[..., str] = reference_template
-    if "profile" not in inspect.signature(template_for).parameters:
-        raise UsageProblem(
-            f"--reference with --profile {profile}: the reference servers do not speak {profile} yet; "
-            "measure redis-server (the baseline) or a --cmd server"
-        )
-    return template_for(arch, profile=profile)
 
 
 def baseline() -> BenchTarget | None:
