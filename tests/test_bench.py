@@ -227,6 +227,7 @@ def test_evented_and_hybrid_hold_ten_thousand_connections(tmp_path: Path) -> Non
         (("--reference", "evented", "--duration", "0"), "--duration 0: give seconds"),
         (("--reference", "evented", "--drivers", "0"), "--drivers 0"),
         (("--reference", "evented", "--max-requests", "0"), "--max-requests wants a positive number"),
+        (("--reference", "evented", "--repeat", "0"), "--repeat 0: give a number of runs"),
         (("--reference", "evented", "--json", "/missing/dir/b.json"), "no such directory: /missing/dir"),
         (("--reference", "evented", "--html", "/etc/hostname"), "is a file"),
         (("--reference", "evented", "--profile", "smtp"), "unknown profile 'smtp'"),

@@ -111,6 +111,13 @@ def add_parser(commands: Any) -> None:
         help="redis-benchmark beside the suite's generator: auto (PING for every target, SET/GET/INCR for RESP2 "
         "ones), ping, or none",
     )
+    matrix.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each cell N times and report the run with the median throughput (default 1)",
+    )
     matrix.add_argument("--no-churn", action="store_true", help="leave out the connection-churn cell")
     c10k_group = bench.add_argument_group("C10K")
     c10k_group.add_argument("--c10k", action="store_true", help="hold 10,000 connections at once instead")
@@ -169,6 +176,8 @@ def _plan(options: argparse.Namespace) -> Plan:
         raise UsageProblem(f"--duration {options.duration:g}: give seconds from 0.05 to 600")
     if options.max_requests < 1:
         raise UsageProblem("--max-requests wants a positive number")
+    if not (1 <= options.repeat <= 100):
+        raise UsageProblem(f"--repeat {options.repeat}: give a number of runs from 1 to 100")
     return Plan(
         connections=_numbers("--connections", options.connections, largest=MAX_CONNECTIONS),
         pipelines=_numbers("--pipeline", options.pipeline, largest=1024),
@@ -177,6 +186,7 @@ def _plan(options: argparse.Namespace) -> Plan:
         max_requests=options.max_requests,
         redis_benchmark=options.redis_benchmark,
         churn=not options.no_churn,
+        repeat=options.repeat,
     )
 
 

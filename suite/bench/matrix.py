@@ -52,6 +52,7 @@ class Plan:
     max_requests: int  # per cell
     redis_benchmark: str  # "auto" (where it applies), "ping" (PING only) or "none"
     churn: bool = True
+    repeat: int = 1  # runs per cell; the one with the median throughput is reported
 
     @property
     def room(self) -> int:
@@ -82,6 +83,7 @@ class Cell:
     threads: int | None
     processes: int | None
     redis_benchmark: redis_benchmark.RedisBenchmarkCell | None = None
+    runs: list[float] = field(default_factory=list)  # each run's throughput (--repeat); the median is reported
 
 
 @dataclass
@@ -175,15 +177,24 @@ def seed(drivers: Drivers, endpoint: Endpoint, profile: str) -> None:
 
 def _cell(drivers: Drivers, load: Workload, depth: int, connections: int, *, plan: Plan, pid: int | None) -> Cell:
     usage: TreeUsage | None = None
+    duration = plan.duration
+    runs: list[CellLoad] = []
     with TreeSampler(pid) if pid is not None else contextlib.nullcontext() as sampler:
-        measured = drivers.run(load, depth, plan.duration, max_requests=plan.max_requests)
-        slow = measured.replies < MIN_REPLIES_PER_CONNECTION * connections
-        if slow and not (measured.errors or measured.closed):  # a broken server is reported as it was
-            longer = plan.duration * SLOW_CELL_FACTOR
-            measured = drivers.run(load, depth, longer, max_requests=plan.max_requests)
+        while len(runs) < plan.repeat:
+            measured = drivers.run(load, depth, duration, max_requests=plan.max_requests)
+            broken = measured.errors or measured.closed  # a broken server is reported as it was, at once
+            if not runs and not broken and measured.replies < MIN_REPLIES_PER_CONNECTION * connections:
+                duration *= SLOW_CELL_FACTOR
+                measured = drivers.run(load, depth, duration, max_requests=plan.max_requests)
+            runs.append(measured)
+            if broken:
+                break
     if sampler is not None:
         usage = sampler.usage()
-    return _from_load(load.command, depth, connections, measured, usage)
+    median = sorted(runs, key=lambda run: run.throughput)[len(runs) // 2]
+    cell = _from_load(load.command, depth, connections, median, usage)
+    cell.runs = [run.throughput for run in runs]
+    return cell
 
 
 def _from_load(command: str, depth: int, connections: int, load: CellLoad, usage: TreeUsage | None) -> Cell:

@@ -97,6 +97,7 @@ def _method(plan: Plan, facts: Facts) -> dict[str, Any]:
         "pipelines": plan.pipelines,
         "commands": plan.commands,
         "duration": plan.duration,
+        "repeat": plan.repeat,
         "max_requests": plan.max_requests,
         "drivers": facts.drivers,
         "redis_benchmark": plan.redis_benchmark,
