@@ -37,6 +37,7 @@ from suite.bench import driver, latency, report
 from suite.bench.workload import workload
 from tests.redis_support import redis_or_skip
 from tests.test_front_door import REPO, SOCKSPEC
+from tests.test_reference_servers import running_server
 
 SERVERS = REPO / "tests" / "servers"
 PYTHON = sys.executable
@@ -193,6 +194,21 @@ def test_a_server_that_dies_under_load_is_named_with_its_exit(tmp_path: Path) ->
     assert target["cells"][1]["closed"] == 2
 
 
+def test_a_running_server_is_measured_and_its_memory_is_unsupported(tmp_path: Path) -> None:
+    with running_server("evented", "--max-connections", "64") as (_, endpoint):
+        run = bench(
+            *("--address", f"localhost:{endpoint.port}", "--baseline", "none", "--connections", "2"),
+            *("--pipeline", "1", "--commands", "ping", "--duration", "0.1", "--redis-benchmark", "none"),
+            *("--json", "r.json"),
+            cwd=tmp_path,
+        )
+    assert run.returncode == 0, run.stderr
+    target = json.loads((tmp_path / "r.json").read_text())["targets"][0]
+    assert target["kind"] == "address" and "UNSUPPORTED" in target["unsupported"]
+    cell = target["cells"][0]
+    assert cell["replies"] > 0 and cell["rss"] is None and cell["threads"] is None and target["idle_rss"] is None
+
+
 # ---- C10K ---------------------------------------------------------------------------------------
 
 
@@ -232,6 +248,8 @@ def test_evented_and_hybrid_hold_ten_thousand_connections(tmp_path: Path) -> Non
         (("--reference", "evented", "--html", "/etc/hostname"), "is a file"),
         (("--reference", "evented", "--profile", "smtp"), "unknown profile 'smtp'"),
         (("--cmd", "no-such-server-program --port {port}"), "no program named 'no-such-server-program'"),
+        (("--address", "192.0.2.7:6379"), "sends its load over loopback only"),
+        (("--address", "example.invalid:6379"), "sends its load over loopback only"),
         (("--reference", "evented", "--c10k", "--c10k-connections", "0"), "--c10k-connections wants a number"),
         (("--reference", "evented", "--baseline", "memcached"), "invalid choice: 'memcached'"),
     ],

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import ipaddress
 import os
 import resource
 import sys
@@ -35,6 +37,7 @@ from ..certs import CertificateFiles, make_certificates
 from ..configuration import UsageProblem
 from ..options import SHARED
 from ..probe import HarnessError
+from ..targets.process import Endpoint
 from . import c10k, html, redis_benchmark, report
 from .drivers import Drivers
 from .matrix import Plan, TargetBench, measure
@@ -152,12 +155,33 @@ def _targets(options: argparse.Namespace, room: int) -> tuple[list[BenchTarget],
     settings = configuration.read(get)
     targets: list[BenchTarget] = []
     for name, spec in settings.specs.items():
-        targets.append(reference(name, settings.profile, room) if spec.reference else given(spec, settings.profile))
+        if spec.reference:
+            targets.append(reference(name, settings.profile, room))
+        elif spec.address is not None:
+            targets.append(given(dataclasses.replace(spec, address=_on_loopback(spec.address)), settings.profile))
+        else:
+            targets.append(given(spec, settings.profile))
     if options.baseline == "redis":
         redis = baseline()
         if redis is not None and all(t.name != redis.name for t in targets):
             targets.append(redis)
     return targets, settings
+
+
+def _on_loopback(address: Endpoint) -> Endpoint:
+    """A benchmark's load never leaves the machine: an --address target is an IPv4 loopback address
+    (``localhost`` is taken as 127.0.0.1, so that no driver looks a name up per connection)."""
+    host = "127.0.0.1" if address.host == "localhost" else address.host
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback and ipaddress.ip_address(host).version == 4
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise UsageProblem(
+            f"--address {address.host}:{address.port}: the benchmark sends its load over loopback only; "
+            "give 127.0.0.1 (or another 127.x.y.z address) or localhost"
+        )
+    return dataclasses.replace(address, host=host)
 
 
 def _numbers(flag: str, text: str, *, largest: int) -> list[int]:
