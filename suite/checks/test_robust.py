@@ -860,10 +860,9 @@ def test_closed_connections_leave_nothing_behind(
         try:
             _churn(t, CHURN_WARM_UP, CHURN_WITHIN)
             baseline = settled_snapshot(tree, None)
-            after = baseline
             for _ in range(rounds):
                 made += _churn(t, per_round, CHURN_WITHIN)
-                after = settled_snapshot(tree, baseline)
+            after = settled_snapshot(tree, baseline)
         finally:
             if legitimate is not None:
                 legitimate.stop()
