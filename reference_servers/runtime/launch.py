@@ -31,9 +31,9 @@ def features(settings: Settings) -> frozenset[str]:
     """The optional features INFO declares: CloudHash/1's framed mode and urgent
     abort always, STARTTLS with a certificate, implicit TLS with a TLS port;
     RESP2's only optional feature is the TLS port."""
-    found = set() if settings.protocol != CLOUDHASH else {"framed", "urgent"}
-    if settings.cert is not None and settings.protocol == CLOUDHASH:
-        found.add("starttls")
+    found = set()
+    if settings.protocol == CLOUDHASH:
+        found |= {"framed", "urgent", "starttls"} if settings.cert is not None else {"framed", "urgent"}
     if settings.cert is not None and settings.tls_port is not None:
         found.add("tls")
     return frozenset(found)
@@ -53,11 +53,10 @@ def run(architecture: Architecture, settings: Settings) -> int:
         max_output=settings.max_output,
         protocol=settings.protocol,
     )
-    name = "resp" if settings.protocol == RESP else "cloudhash"
     try:
         tls_context = settings.tls_context()
     except (OSError, ssl.SSLError) as error:
-        print(f"{name}: cannot start: {error}", file=sys.stderr)
+        print(f"{settings.protocol}: cannot start: {error}", file=sys.stderr)
         return 1
     # Redis counts on only from an integer's shortest form; CloudHash/1 also from 007.
     canonical = settings.protocol == RESP
@@ -67,7 +66,7 @@ def run(architecture: Architecture, settings: Settings) -> int:
     try:
         listeners = open_listeners(settings)
     except OSError as error:
-        print(f"{name}: cannot start: {error}", file=sys.stderr)
+        print(f"{settings.protocol}: cannot start: {error}", file=sys.stderr)
         if store_process is not None:
             store_process.stop()
         return 1
