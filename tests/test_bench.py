@@ -118,7 +118,8 @@ def test_the_smoke_benchmark_measures_every_cell_of_both_servers(smoke: Smoke) -
             assert 0 < cell["p50"] <= cell["p99"], where
             assert cell["rss"] > 0 and cell["threads"] >= 1 and cell["processes"] >= 1, where
         assert target["churn"]["completed"] > 0 and target["churn"]["errors"] == 0, target["name"]
-        assert target["idle_rss"] > 0
+        assert target["idle_rss"] > 0 and target["idle_pss"] > 0
+        assert set(target["pss"]) == {"1", "8"} and all(size > 0 for size in target["pss"].values())
 
 
 def test_the_report_is_valid_against_its_published_schema(smoke: Smoke) -> None:
@@ -206,7 +207,8 @@ def test_a_running_server_is_measured_and_its_memory_is_unsupported(tmp_path: Pa
     target = json.loads((tmp_path / "r.json").read_text())["targets"][0]
     assert target["kind"] == "address" and "UNSUPPORTED" in target["unsupported"]
     cell = target["cells"][0]
-    assert cell["replies"] > 0 and cell["rss"] is None and cell["threads"] is None and target["idle_rss"] is None
+    assert cell["replies"] > 0 and cell["rss"] is None and cell["threads"] is None
+    assert target["idle_rss"] is None and target["pss"] == {}
 
 
 # ---- C10K ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ..targets.base import Target
 from ..targets.process import Endpoint
 from . import latency, redis_benchmark
 from .drivers import CellLoad, Drivers
-from .servers import BenchTarget, TreeSampler, TreeUsage, command_line
+from .servers import BenchTarget, TreeSampler, TreeUsage, command_line, pss, settled
 from .workload import Workload, workload
 
 __all__ = ["Cell", "Churn", "Plan", "TargetBench", "measure", "seed"]
@@ -34,6 +34,7 @@ __all__ = ["Cell", "Churn", "Plan", "TargetBench", "measure", "seed"]
 Log = Callable[[str], None]
 OPEN_TIMEOUT = 15.0  # seconds to open one count's connections (256 forks of process-per-connection take ~1 s here)
 SEED_TIMEOUT = 5.0
+IDLE_SETTLE = 5.0  # seconds at most for an idle server's memory to hold still before it is read
 CHURN_SLOTS = 16  # connections being opened, asked and closed at once, in the churn cell
 # A cell whose server answered fewer than this many requests per connection is measured again
 # over SLOW_CELL_FACTOR times the window: a window shorter than a slow server's latency measures
@@ -108,6 +109,10 @@ class TargetBench:
     command: str | None = None  # the command line it was started with
     declared: dict[str, str] = field(default_factory=dict)
     idle_rss: int | None = None  # bytes over the tree before any load
+    idle_pss: int | None = None
+    # PSS over the tree with each count's connections open, read once after its cells: the sum of
+    # RSS counts a page a forked child shares once per process (suite.bench.servers.TreeSampler).
+    pss: dict[str, int] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)
     churn: Churn | None = None
     problem: str | None = None  # why some or all of it could not be measured
@@ -124,7 +129,9 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
     if "get" in plan.commands:
         seed(drivers, endpoint, bench.profile)
     if pid is not None:
-        result.idle_rss = TreeSampler(pid).sample()[0]
+        # A forking server is still starting workers (and they their interpreters) after it answers.
+        result.idle_rss = settled(lambda: TreeSampler(pid).sample()[0], IDLE_SETTLE)
+        result.idle_pss = pss(pid)
     for connections in plan.connections:
         opened = drivers.open(endpoint, connections, OPEN_TIMEOUT)
         if opened["failures"]:
@@ -139,6 +146,9 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
                     result.cells.append(cell)
                     log(f"{bench.name}: {_describe(cell)}")
                     _still_running(instance)
+            held = pss(pid) if pid is not None else None
+            if held is not None:
+                result.pss[str(connections)] = held
         finally:
             drivers.close_connections()
         if plan.redis_benchmark != "none" and redis_benchmark.available():

@@ -214,6 +214,8 @@ def holdings(target: dict[str, Any], largest: int) -> dict[str, Any]:
         "name": target["name"],
         "idle_rss": target["idle_rss"],
         "peak_rss": max((c["rss"] or 0 for c in widest), default=0) or None,
+        "idle_pss": target["idle_pss"],
+        "pss": target["pss"].get(str(largest)),
         "threads": max((c["threads"] or 0 for c in widest), default=0) or None,
         "processes": max((c["processes"] or 0 for c in widest), default=0) or None,
         "churn": target["churn"],
@@ -222,7 +224,8 @@ def holdings(target: dict[str, Any], largest: int) -> dict[str, Any]:
 
 def _cost_table(targets: list[dict[str, Any]], largest: int) -> Table:
     table = Table()
-    for column in ("server", "RSS idle", f"RSS peak at {largest}", "threads", "processes", "churn conn/s", "p99"):
+    columns = ("server", "RSS idle", f"RSS peak at {largest}", "PSS idle", f"PSS at {largest}")
+    for column in (*columns, "threads", "processes", "churn conn/s", "p99"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for target in targets:
         held = holdings(target, largest)
@@ -231,6 +234,8 @@ def _cost_table(targets: list[dict[str, Any]], largest: int) -> Table:
             held["name"],
             mebibytes(held["idle_rss"]),
             mebibytes(held["peak_rss"]),
+            mebibytes(held["idle_pss"]),
+            mebibytes(held["pss"]),
             str(held["threads"] or "-"),
             str(held["processes"] or "-"),
             rate(churn["rate"]) if churn else "-",
