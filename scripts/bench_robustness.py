@@ -75,20 +75,6 @@ def server(servers: Path, arch: str, *flags: str) -> Iterator[tuple[ServerProces
         yield process, process.start(timeout=30.0)
 
 
-def settle(tree: ProcessTree, steady: float = 0.5, within: float = 10.0) -> int:
-    """The tree's memory once it has stopped moving by more than 64 KiB for ``steady`` s."""
-    deadline = time.monotonic() + within
-    last, since = tree.memory(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)  # sampling, within the deadline
-        now = tree.memory()
-        if abs(now - last) > 64 << 10:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= steady:
-            break
-    return last
-
-
 def store_value(endpoint: Endpoint, key: bytes, size: int) -> None:
     with Wire.connect(endpoint.host, endpoint.port) as wire:
         wire.send(b"FRAMED\r\n" + frame(b"SET " + key + b" " + b"v" * size))
@@ -113,7 +99,7 @@ def pinned(servers: Path, arch: str) -> list[Row]:
         with server(servers, arch, "--concurrency", "2", "--max-connections", "8") as (process, endpoint):
             store_value(endpoint, b"big", VALUE)
             tree = ProcessTree(process.pid)
-            before = settle(tree)
+            before = tree.steady_memory(steady=0.5)
             attacker = socket.socket()
             attacker.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
             attacker.settimeout(10.0)
@@ -122,7 +108,7 @@ def pinned(servers: Path, arch: str) -> list[Row]:
                 # The INCR before its GET: a GET runs only after its INCR, so the
                 # counter is the GETs run, or one more (stopped between the two).
                 attacker.sendall(b"INCR started\r\nGET big\r\n" * gets)
-                grown = settle(tree) - before
+                grown = tree.steady_memory(steady=0.5) - before
                 unread_here = struct.unpack("i", fcntl.ioctl(attacker, termios.FIONREAD, b"\0" * 4))[0]
                 queues = tcp_queues(attacker.getpeername()[:2], attacker.getsockname()[:2], process.pid)
             finally:
@@ -155,13 +141,14 @@ def churn(servers: Path, arch: str, rounds: int = 3, per_round: int = 10_000) ->
             idle.sendall(b"PING\r\n")
             assert idle.recv(16) == b"+PONG\r\n"
             short_connections(endpoint, 1000)
-            baseline = settle(tree)
+            baseline = tree.steady_memory(steady=0.5)
             row: Row = {"arch": arch, "baseline (MB, PSS)": round(baseline / 1e6, 1)}
             for round_number in range(1, rounds + 1):
                 started = time.monotonic()
                 short_connections(endpoint, per_round)
                 rate = per_round / (time.monotonic() - started)
-                row[f"after {round_number * per_round:,} (MB)"] = round((settle(tree) - baseline) / 1e6, 1)
+                grown = tree.steady_memory(steady=0.5) - baseline
+                row[f"after {round_number * per_round:,} (MB)"] = round(grown / 1e6, 1)
             row["connections/s"] = round(rate)
     return [row]
 
@@ -177,7 +164,7 @@ def per_connection(servers: Path, arch: str, count: int = 10_000) -> list[Row]:
     flags = ("--max-connections", str(count + 100), "--idle-timeout", "600")
     with server(servers, arch, *flags) as (process, endpoint):
         tree = ProcessTree(process.pid)
-        baseline = settle(tree)
+        baseline = tree.steady_memory(steady=0.5)
         opened = []
         try:
             for _ in range(count):
@@ -187,7 +174,7 @@ def per_connection(servers: Path, arch: str, count: int = 10_000) -> list[Row]:
                 sock.sendall(b"PING\r\n")
             for sock in opened:
                 assert sock.recv(16) == b"+PONG\r\n"
-            held = settle(tree) - baseline
+            held = tree.steady_memory(steady=0.5) - baseline
         finally:
             for sock in opened:
                 sock.close()

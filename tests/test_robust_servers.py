@@ -103,7 +103,7 @@ def test_a_client_that_never_reads_gets_only_what_fits_under_the_mark(arch: str)
     with running(arch, "--concurrency", "2", "--max-connections", "8") as (server, endpoint):
         store_big_value(endpoint)
         tree = ProcessTree(server.pid)
-        before = settled_memory(tree)
+        before = tree.steady_memory()
         attacker = non_reader(endpoint)
         try:
             attacker.sendall(b"GET big\r\nINCR executed\r\n" * pairs)
@@ -111,27 +111,13 @@ def test_a_client_that_never_reads_gets_only_what_fits_under_the_mark(arch: str)
                 with connect(endpoint) as other:
                     other.send(b"PING\r\n")
                     assert other.read_line(5.0) == b"+PONG\r\n"
-            grown = settled_memory(tree) - before
+            grown = tree.steady_memory() - before
         finally:
             reset(attacker)
         executed = counter(endpoint, b"executed")
     # The kernels hold a few MiB at most here (4 MiB of send buffer, 64 KiB of receive buffer).
     assert executed <= 12, f"{arch} ran {executed} of {pairs} GETs of 1 MB for a client that reads nothing"
     assert grown < 16 << 20, f"{arch} grew by {grown} bytes (PSS) holding output nobody reads"
-
-
-def settled_memory(tree: ProcessTree, steady: float = 0.3, within: float = 5.0) -> int:
-    """The tree's memory once it stopped changing by more than 64 KiB for ``steady`` seconds."""
-    deadline = time.monotonic() + within
-    last, since = tree.memory(), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.05)  # polling, within the deadline
-        now = tree.memory()
-        if abs(now - last) > 64 << 10:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= steady:
-            break
-    return last
 
 
 @pytest.mark.parametrize("arch", ARCHS)

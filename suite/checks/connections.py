@@ -200,6 +200,20 @@ class ProcessTree:
     def count(self) -> int:
         return len(self.processes())
 
+    def steady_memory(self, steady: float = 0.3, within: float = 10.0, jitter: int = 64 << 10) -> int:
+        """The tree's memory once it has moved by no more than ``jitter`` bytes
+        for ``steady`` seconds (or its last value after ``within`` seconds)."""
+        deadline = time.monotonic() + within
+        last, since = self.memory(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_POLL)  # a poll for a condition, with a deadline
+            now = self.memory()
+            if abs(now - last) > jitter:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= steady:
+                break
+        return last
+
     def settled(self, read: Callable[[], int], at_most: int, within: float) -> int:
         """``read()`` once it is ``at_most`` or less, or its last value when
         ``within`` seconds have passed (closes and exits take a moment)."""

@@ -63,6 +63,20 @@ NEEDS_PROCESS = (
 )
 
 
+@contextlib.contextmanager
+def watched_instance(
+    target: Target, fresh_target: FreshTarget, what: str, why: str
+) -> Iterator[tuple[Target, ProcessTree]]:
+    """A fresh instance and its process tree, for a requirement judged by the
+    server's ``what``; UNSUPPORTED where the suite does not own the process."""
+    if not target.owned:
+        raise Unsupported(NEEDS_PROCESS.format(what=what))
+    with fresh_target(why=why) as instance:
+        tree = ProcessTree.of(instance)
+        assert tree is not None  # the suite started it
+        yield instance, tree
+
+
 def robust_scale(request: pytest.FixtureRequest) -> float:
     """--robust-scale: how much larger than the default every attack is."""
     return state_of(request.config).settings.robust_scale
@@ -509,12 +523,9 @@ class Growth:
 def test_memory_does_not_follow_a_claimed_length(
     target: Target, fresh_target: FreshTarget, measure: Measure, request: pytest.FixtureRequest
 ) -> None:
-    if not target.owned:
-        raise Unsupported(NEEDS_PROCESS.format(what="memory"))
     scale = robust_scale(request)
-    with fresh_target(why="it watches the server's memory while a peer claims huge lengths") as t:
-        tree = ProcessTree.of(t)
-        assert tree is not None
+    why = "it watches the server's memory while a peer claims huge lengths"
+    with watched_instance(target, fresh_target, "memory", why) as (t, tree):
         legitimate = LegitimateClient.beside(t)
         try:
             baseline = tree.memory()
@@ -843,12 +854,9 @@ def settled_snapshot(tree: ProcessTree, baseline: Snapshot | None) -> Snapshot:
 def test_closed_connections_leave_nothing_behind(
     target: Target, fresh_target: FreshTarget, measure: Measure, request: pytest.FixtureRequest
 ) -> None:
-    if not target.owned:
-        raise Unsupported(NEEDS_PROCESS.format(what="descriptors and memory"))
     scale = robust_scale(request)
-    with fresh_target(why="it counts the server's descriptors and memory around thousands of connections") as t:
-        tree = ProcessTree.of(t)
-        assert tree is not None
+    why = "it counts the server's descriptors and memory around thousands of connections"
+    with watched_instance(target, fresh_target, "descriptors and memory", why) as (t, tree):
         max_connections = t.declared.number("max_connections")
         # The older connection that stays open and idle: a timer queue that only
         # drops entries from its top keeps every later connection behind it.
