@@ -355,6 +355,7 @@ def test_info_is_honest_for_the_architecture(shared: Endpoint, arch: str) -> Non
         "idle_timeout_ms": "300000",
         "max_line": "8192",
         "max_frame": "1048576",
+        "max_output": "1048576",  # the output mark of CH-ROBUST-1, the default of --max-output
     }
     actual = {key: pairs.get(key) for key in expected}
     assert actual == expected, f"expected {expected}, INFO said {pairs}"
