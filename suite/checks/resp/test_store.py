@@ -22,9 +22,36 @@ RESP2 = Resp2Dialect()
 CONNECTIONS = 4
 
 
+def _at_once(target: Target, wanted: int) -> int:
+    """How many connections a check holds open at once: ``wanted``, or as many as
+    the server declares it serves at once (``concurrency``; 1 for a serial server,
+    whose other connections wait in the listen backlog until the first closes)."""
+    if "concurrency" in target.declared.pairs:
+        return max(1, min(wanted, target.declared.number("concurrency")))
+    return wanted
+
+
+def _one_connection_at_a_time(target: Target, keys: list[bytes]) -> None:
+    """R2-STORE-1 for a server that serves one client at a time: each connection
+    sees what the ones before it set, and is closed before the next opens."""
+    for writer, key in enumerate(keys):
+        with target.connect(f"connection {writer + 1}") as probe:
+            for earlier, seen in enumerate(keys[:writer]):
+                why = f"connection {earlier + 1}'s value, read on connection {writer + 1}"
+                RESP2.ask(probe, RESP2.get(seen, b"from %d" % earlier), why=why)
+            RESP2.ask(probe, RESP2.set(key, b"from %d" % writer), why=f"SET on connection {writer + 1}")
+    with target.connect("the deleting connection") as probe:
+        RESP2.ask(probe, RESP2.delete(keys[1], True), why="DEL of another connection's key")
+    with target.connect("the last connection") as probe:
+        RESP2.ask(probe, RESP2.get(keys[1], None), why="the DEL on the connection before is seen")
+
+
 @requirement("R2-STORE-1")
 def test_values_set_on_one_connection_are_seen_on_the_others(target: Target) -> None:
     keys = [fresh_key("shared") for _ in range(CONNECTIONS)]
+    if _at_once(target, CONNECTIONS) == 1:
+        _one_connection_at_a_time(target, keys)
+        return
     probes = [target.connect(f"connection {n + 1}") for n in range(CONNECTIONS)]
     for writer, key in enumerate(keys):
         RESP2.ask(probes[writer], RESP2.set(key, b"from %d" % writer), why=f"SET on connection {writer + 1}")
@@ -64,14 +91,22 @@ def _run(
 @requirement("R2-STORE-2")
 def test_concurrent_histories_are_linearizable(target: Target, seed: int) -> None:
     rng = random.Random(seed)
+    at_once = _at_once(target, CONNECTIONS)
     for _ in range(ROUNDS):
         key = fresh_key("linear")
-        probes = [target.connect(f"connection {n + 1}") for n in range(CONNECTIONS)]
         plans = [_plan(rng, client) for client in range(CONNECTIONS)]
-        start = threading.Barrier(CONNECTIONS)
-        with ThreadPoolExecutor(CONNECTIONS) as pool:
-            futures = [pool.submit(_run, probes[n], n, key, plans[n], start) for n in range(CONNECTIONS)]
-            histories = [future.result() for future in futures]
+        if at_once == 1:  # one connection at a time: a sequential history, still checked
+            probes, histories = [], []
+            for n in range(CONNECTIONS):
+                with target.connect(f"connection {n + 1}") as probe:
+                    probes.append(probe)
+                    histories.append(_run(probe, n, key, plans[n], threading.Barrier(1)))
+        else:
+            probes = [target.connect(f"connection {n + 1}") for n in range(CONNECTIONS)]
+            start = threading.Barrier(CONNECTIONS)
+            with ThreadPoolExecutor(CONNECTIONS) as pool:
+                futures = [pool.submit(_run, probes[n], n, key, plans[n], start) for n in range(CONNECTIONS)]
+                histories = [future.result() for future in futures]
         if linearize(histories, step=step) is None:
             raise Violation(
                 f"no order of these {sum(len(h) for h in histories)} operations on {key.decode()} that respects their "
