@@ -29,7 +29,7 @@ from reference_servers.thread_pool import DEFAULT_THREADS as THREAD_POOL_THREADS
 from ..certs import CertificateFiles
 from ..probe import HarnessError, Unsupported
 from ..targets.base import Target
-from ..targets.factory import SHARED_IDLE, TargetPool, TargetSpec, reference_template
+from ..targets.factory import SHARED_IDLE, TargetPool, TargetSpec, reference_sizing, reference_template
 
 __all__ = ["BASELINE", "BenchTarget", "TreeSampler", "TreeUsage", "baseline", "reference", "started"]
 
@@ -54,7 +54,9 @@ class BenchTarget:
 
 def reference(arch: str, profile: str, room: int) -> BenchTarget:
     """One of our servers with room for ``room`` connections at once."""
-    template = reference_template(arch, profile=profile) + f" --max-connections {room}"
+    # The conformance run's sizing ends the template; the benchmark's takes its place.
+    template = reference_template(arch, profile=profile).removesuffix(" " + " ".join(reference_sizing(arch, profile)))
+    template += f" --max-connections {room}"
     if arch in POOL_SIZES:
         template += f" --concurrency {POOL_SIZES[arch]}"
     return BenchTarget(TargetSpec(name=arch, template=template, reference=True), profile, "reference")
