@@ -92,13 +92,14 @@ def measure_target(
     target: BenchTarget,
     certs: CertificateFiles,
     *,
-    connections: int,
     drivers: int,
     timeout: float,
     ready_timeout: float,
+    into: C10kResult,
     log: Log,
-) -> C10kResult:
-    result = C10kResult(target.name, target.kind, target.spec.describe(), connections)
+) -> None:
+    """Fill ``into`` (whose ``connections`` says how many) with C10K against ``target``."""
+    result, connections = into, into.connections
     began = time.monotonic()
     log(f"{target.name}: C10K, {connections:,} connections")
     try:
@@ -119,8 +120,11 @@ def measure_target(
     except HarnessError as error:
         result.problem = str(error)
         log(f"{target.name}: {error}")
-    result.time = time.monotonic() - began
-    return result
+    except KeyboardInterrupt:
+        result.problem = "interrupted"
+        raise
+    finally:
+        result.time = time.monotonic() - began
 
 
 def _hold(

@@ -284,16 +284,16 @@ def run(options: argparse.Namespace) -> int:
             certs = make_certificates(Path(scratch))
             for target in targets:
                 if options.c10k:
-                    c10k_results.append(
-                        c10k.measure_target(
-                            target,
-                            certs,
-                            connections=options.c10k_connections,
-                            drivers=drivers,
-                            timeout=options.c10k_timeout,
-                            ready_timeout=settings.ready_timeout,
-                            log=_say,
-                        )
+                    held = c10k.C10kResult(target.name, target.kind, target.spec.describe(), options.c10k_connections)
+                    c10k_results.append(held)  # before measuring: an interrupt keeps what was measured
+                    c10k.measure_target(
+                        target,
+                        certs,
+                        drivers=drivers,
+                        timeout=options.c10k_timeout,
+                        ready_timeout=settings.ready_timeout,
+                        into=held,
+                        log=_say,
                     )
                 else:
                     result = TargetBench(target.name, target.kind, target.profile, target.spec.describe())
