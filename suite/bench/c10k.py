@@ -4,8 +4,8 @@ server in memory.
 
 1. The server is started with room for the connections, and the key GET
    reads is set.
-2. Its process tree's memory is read with no connection open (RSS and PSS,
-   each summed over the tree).
+2. Its process tree's memory is read with no connection open, once it holds
+   still (PSS and RSS, each summed over the tree).
 3. The drivers open the connections, at most ``WINDOW`` unfinished at a time;
    a connection counts as open once its PING was answered (so the kernel's
    accept queue, capped at somaxconn, never overflows into SYN retries).
@@ -30,7 +30,7 @@ from ..targets.process import Endpoint
 from . import latency
 from .drivers import Drivers
 from .matrix import Log, seed
-from .servers import BenchTarget, TreeSampler, command_line, pss, settled, started
+from .servers import BenchTarget, TreeSampler, command_line, pss, started
 from .workload import workload
 
 __all__ = ["CONNECTIONS", "TIMEOUT", "C10kResult", "measure_target", "room"]
@@ -111,8 +111,8 @@ def measure_target(
                 _hold(pool, instance.endpoint, target, result, timeout, sampler=None, log=log)
             else:
                 sampler = TreeSampler(instance.process.pid)
-                result.rss_before = settled(lambda: sampler.sample()[0], SETTLE)
-                result.pss_before = pss(instance.process.pid)
+                result.pss_before = pss(instance.process.pid, steady_within=SETTLE)
+                result.rss_before = sampler.sample()[0]
                 _hold(pool, instance.endpoint, target, result, timeout, sampler=sampler, log=log)
                 died = instance.process.exit_report()
                 if died:
@@ -147,9 +147,8 @@ def _hold(
         result.ping_p99 = latency.percentile(opened["histogram"], 0.99)
         log(f"{target.name}: {result.opened:,} connections open in {result.open_seconds:.1f} s, each PING answered")
         if sampler is not None:
-            result.rss_open = settled(lambda: sampler.sample()[0], SETTLE)
-            _, result.threads, result.processes = sampler.sample()
-            result.pss_open = pss(sampler.root.pid)
+            result.pss_open = pss(sampler.root.pid, steady_within=SETTLE)
+            result.rss_open, result.threads, result.processes = sampler.sample()
         answer = pool.ask_each(workload(target.profile, "get"), timeout)
         result.get_answered, result.get_errors = answer["answered"], answer["errors"]
         result.get_unanswered = answer["unanswered"] + answer["closed"]

@@ -26,7 +26,7 @@ from ..targets.base import Target
 from ..targets.process import Endpoint
 from . import latency, redis_benchmark
 from .drivers import CellLoad, Drivers
-from .servers import BenchTarget, TreeSampler, TreeUsage, command_line, pss, settled
+from .servers import BenchTarget, TreeSampler, TreeUsage, command_line, pss
 from .workload import Workload, workload
 
 __all__ = ["Cell", "Churn", "Plan", "TargetBench", "measure", "seed"]
@@ -130,8 +130,8 @@ def measure(bench: BenchTarget, instance: Target, plan: Plan, drivers: Drivers, 
         seed(drivers, endpoint, bench.profile)
     if pid is not None:
         # A forking server is still starting workers (and they their interpreters) after it answers.
-        result.idle_rss = settled(lambda: TreeSampler(pid).sample()[0], IDLE_SETTLE)
-        result.idle_pss = pss(pid)
+        result.idle_pss = pss(pid, steady_within=IDLE_SETTLE)
+        result.idle_rss = TreeSampler(pid).sample()[0]
     for connections in plan.connections:
         opened = drivers.open(endpoint, connections, OPEN_TIMEOUT)
         if opened["failures"]:

@@ -16,8 +16,7 @@ import dataclasses
 import shlex
 import shutil
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,11 +26,12 @@ from reference_servers.preforking import DEFAULT_WORKERS as PREFORKING_WORKERS
 from reference_servers.thread_pool import DEFAULT_THREADS as THREAD_POOL_THREADS
 
 from ..certs import CertificateFiles
+from ..checks.connections import ProcessTree
 from ..probe import HarnessError, Unsupported
 from ..targets.base import Target
 from ..targets.factory import SHARED_IDLE, TargetPool, TargetSpec, reference_sizing, reference_template
 
-__all__ = ["BASELINE", "BenchTarget", "TreeSampler", "TreeUsage", "baseline", "reference", "started"]
+__all__ = ["BASELINE", "BenchTarget", "TreeSampler", "TreeUsage", "baseline", "given", "pss", "reference", "started"]
 
 BASELINE = "redis-server"
 REDIS_TEMPLATE = "redis-server --port {port} --save '' --appendonly no --timeout {idle} --maxclients {maxclients}"
@@ -187,35 +187,12 @@ class TreeSampler:
         self._samples += 1
 
 
-def pss(pid: int) -> int | None:
+def pss(pid: int, *, steady_within: float = 0.0) -> int | None:
     """Proportional set size summed over the tree (a shared page counts 1/n in
-    each of its n processes); None where it cannot be read."""
+    each of its n processes; suite.checks.connections.ProcessTree reads it), once
+    it holds still when ``steady_within`` seconds are given; None where it cannot be read."""
     try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        tree = ProcessTree(pid)
+        return tree.steady_memory(within=steady_within) if steady_within else tree.memory()
     except psutil.Error:
         return None
-    total = 0
-    for process in processes:
-        try:
-            total += int(process.memory_full_info().pss)
-        except psutil.NoSuchProcess:
-            continue
-        except psutil.AccessDenied:
-            return None
-    return total
-
-
-def settled(read: Callable[[], int], within: float, steady: float = 0.3) -> int:
-    """``read()`` once it has stopped changing for ``steady`` seconds, or its
-    last value when ``within`` seconds have passed (a server takes a moment to
-    accept and set up connections that the client already counts as open)."""
-    deadline = time.monotonic() + within
-    value = read()
-    changed_at = time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - changed_at < steady:
-        time.sleep(0.05)  # a poll for a condition (the value holding still), with a deadline
-        now = read()
-        if now != value:
-            value, changed_at = now, time.monotonic()
-    return value
