@@ -36,7 +36,7 @@ from suite import cli
 from suite.bench import driver, latency, report
 from suite.bench.workload import workload
 from tests.redis_support import redis_or_skip
-from tests.test_front_door import REPO, SOCKSPEC
+from tests.test_front_door import REPO, SOCKSPEC, _wait_for
 from tests.test_reference_servers import running_server
 
 SERVERS = REPO / "tests" / "servers"
@@ -323,15 +323,6 @@ def _connections_at_the_server(marker: str) -> int:
         except psutil.Error:
             continue
     return 0
-
-
-def _wait_for(condition: Callable[[], bool], deadline: float, what: str) -> None:
-    until = time.monotonic() + deadline
-    while time.monotonic() < until:
-        if condition():
-            return
-        time.sleep(0.05)  # polling a condition, with a deadline
-    raise AssertionError(f"timed out after {deadline} s waiting for {what}")
 
 
 # ---- the parts ----------------------------------------------------------------------------------
