@@ -10,6 +10,11 @@
   ``pytest suite/checks`` with the sockspec plugin).
 - ``sockspec list [PATTERN]``: the requirements (ID, level, feature, title).
 - ``sockspec explain ID``: a requirement's text, from PROTOCOL.md.
+- ``sockspec matrix``: servers (ours, or yours with --cmd/--dockerfile) in each Linux image.
+- ``sockspec merge OUT IN...``: JSON reports (shards of one run, or other targets) joined.
+- ``sockspec batch MANIFEST``: every target of a manifest, isolated; one grade table.
+- ``sockspec image build``: the suite's own image, for CI runners without Python.
+- ``sockspec bench``: throughput, latency and memory side by side, redis-server the baseline.
 """
 
 from __future__ import annotations
