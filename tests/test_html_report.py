@@ -300,7 +300,7 @@ def test_a_long_transcript_notes_the_records_left_out_where_they_were(every_verd
     (check,) = next(r for r in report["targets"][0]["results"] if r["id"] == "CH-CMD-3")["checks"]
     (transcript,) = check["failure"]["transcripts"]
     transcript["events"] = [
-        {"at": n / 1000, "direction": "TX", "text": f"ECHO {n}\\r\\n", "base64": ""}
+        {"at": n / 1000, "direction": "TX", "text": f"ECHO {n}\\r\\n", "size": len(f"ECHO {n}\r\n"), "base64": ""}
         for n in (*range(200), *range(250, 450))
     ]
     transcript["omitted"] = 50

@@ -23,7 +23,7 @@ import jsonschema
 import pytest
 
 import docker
-from suite import requirements
+from suite import profiles, requirements
 from suite.docker import engine as docker_engine
 from suite.docker import images
 from tests.docker_support import docker_or_skip
@@ -169,6 +169,20 @@ def test_the_built_image_checks_a_reference_server_by_address(
     assert broken == {}, output
     assert list(verdicts.values()).count("PASS") >= len(verdicts) - 1, verdicts  # CH-CMD-15 is not applicable
     assert report["summary"]["exit_code"] == 0
+
+
+@pytest.mark.parametrize("profile", sorted(profiles.PROFILES))
+def test_the_built_image_carries_every_profiles_spec(built: Built, run_labels: dict[str, str], profile: str) -> None:
+    """A wheel without a spec file imports, then fails at collection: every
+    profile's first requirement must be explainable inside the image."""
+    docker = docker_cli_or_skip()
+    assert built.result.returncode == 0, built.result.stderr[-3000:]
+    first = next(iter(requirements.load(profile=profile)))
+    labels = [arg for key, value in run_labels.items() for arg in ("--label", f"{key}={value}")]
+    command = [docker, "run", "--rm", *labels, built.result.stdout.strip(), "sockspec", "explain", first]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert first in result.stdout, result.stdout
 
 
 def test_image_list_shows_the_built_image_with_its_labels(built: Built) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import profiles
 from . import engine as docker_engine
 from .engine import PROJECT, PROJECT_LABEL
 
@@ -233,7 +234,8 @@ def build_wheelhouse(directory: Path, python: str, log: Log = print) -> None:
             source,
             ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", "build", "tests"),
         )
-        shutil.copy(root / "PROTOCOL.md", source / "suite" / "PROTOCOL.md")  # the suite reads its spec
+        for profile in profiles.PROFILES.values():  # the suite reads each profile's spec
+            shutil.copy(root / profile.spec_file, source / "suite" / profile.spec_file)
         log(f"building the sockspec wheel and downloading its dependencies for Python {python}")
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
         # A fixed timestamp makes the wheel the same bytes for the same source, so the image's install layer is cached.
