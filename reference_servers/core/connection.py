@@ -2,10 +2,12 @@
 
 The caller feeds received bytes with ``receive_data`` (``b""`` for EOF), the
 urgent byte with ``receive_urgent``, and then pulls events with
-``next_event(now)`` until it returns None. It calls ``next_event`` again
+``next_event(now, room)`` until it returns None. It calls ``next_event`` again
 when new bytes arrive or when ``deadline()`` passes. Requests are parsed
-lazily, one at a time, so bytes that arrive behind a SLEEP (or a BLPOP) wait
-in the buffer exactly as they would in the kernel.
+lazily, so bytes that arrive behind a SLEEP (or a BLPOP) wait in the buffer
+exactly as they would in the kernel. Pipelined requests run one after
+another into one Send, up to the ``room`` the caller has for replies: a
+peer that pipelines pays one event, and one write, per batch.
 
 The protocol is the ServerInfo's: CloudHash/1 or RESP2. Where a request ends
 is the connection's current framing (``_cut``: CloudHash/1's lines, its frames
@@ -31,6 +33,8 @@ from .resp import Malformed, RequestReader, RespCut, Words
 from .store import Store
 
 __all__ = ["BUSY_LINE", "Close", "Event", "Send", "ServerConnection", "StartTLS"]
+
+_OK, _PONG = Status(b"OK"), Status(b"PONG")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class ServerConnection:
         self._reader = RequestReader(info.max_frame) if self._framing is Framing.RESP else None
         self._buffer = bytearray()
         self._events: deque[Event] = deque()
+        self._output = bytearray()  # replies not handed out yet; they follow every event queued
         self._in_tls = in_tls
         self._starttls_available = starttls_available
         self._eof = False
@@ -108,7 +113,7 @@ class ServerConnection:
         wait = self._wait
         if wait is not None and wait.urgent_aborts and now < wait.until and not self._finished:
             self._wait = None
-            self._events.append(self._reply(ABORTED, now))
+            self._emit(ABORTED, now)
 
     def replies_sent(self, now: float) -> None:
         """Every reply so far has left the server (the caller held some back
@@ -136,7 +141,7 @@ class ServerConnection:
         if self._finished or self._eof or self._wait is not None:
             return False
         # Between STARTTLS's +OK and the handshake, plaintext must not be read as requests.
-        return not any(isinstance(event, StartTLS) for event in self._events)
+        return not (self._events and any(isinstance(event, StartTLS) for event in self._events))
 
     @property
     def framed(self) -> bool:
@@ -148,7 +153,7 @@ class ServerConnection:
 
     @property
     def finished(self) -> bool:
-        return self._finished and not self._events
+        return self._finished and not self._events and not self._output
 
     def idle_deadline(self) -> float | None:
         """When the idle timer fires; None while paused or disabled."""
@@ -164,12 +169,26 @@ class ServerConnection:
 
     # ---- output ------------------------------------------------------------
 
-    def next_event(self, now: float) -> Event | None:
-        if not self._events and not self._finished:
-            self._advance(now)
-        return self._events.popleft() if self._events else None
+    def next_event(self, now: float, room: int = 0) -> Event | None:
+        """The next thing to do, or None until new input or the deadline.
 
-    def _advance(self, now: float) -> None:
+        ``room``: how many bytes of replies the caller takes in one Send.
+        Requests run one after another, their replies joined, until that much
+        is ready or a request does more than answer (waits, closes, starts
+        TLS); with 0, each request is its own event. So a caller that stops
+        taking events once its output reaches a mark holds at most the mark
+        plus one reply."""
+        if not self._events and not self._output and not self._finished:
+            self._advance(now, room)
+        if self._events:
+            return self._events.popleft()
+        if self._output:
+            data = bytes(self._output)
+            self._output.clear()
+            return Send(data)
+        return None
+
+    def _advance(self, now: float, room: int) -> None:
         if self._forced_shutdown:
             self._answer_everything_with_shutdown()
             return
@@ -178,11 +197,14 @@ class ServerConnection:
             if self._shutting_down and wait.ends_at_shutdown:
                 self._wait = None
                 self._finish(self._dialect.shutdown_notice)
-            elif now >= wait.until:
-                self._wait = None
-                self._say(wait.reply, now)
-            return
-        while True:
+                return
+            if now < wait.until:
+                return
+            self._wait = None
+            self._say(wait.reply, now)
+            if len(self._output) >= room:
+                return
+        while self._buffer:  # an empty buffer holds no request in any framing
             cut = self._cut()
             if isinstance(cut, (TooLong, Malformed)):
                 self._finish(self._dialect.unreadable(cut))
@@ -197,11 +219,12 @@ class ServerConnection:
                 if wait is not None and now >= wait.until:  # SLEEP 0
                     self._wait = None
                     self._say(wait.reply, now)
-                return
+                if self._wait is not None or self._finished or self._events or len(self._output) >= room:
+                    return
             # An empty line (or an empty array) is no request: it neither answers nor resets the timer.
         if self._eof:
             self._finished = True
-            self._events.append(Close())
+            self._queue(Close())
         elif self._shutting_down:
             self._finish(self._dialect.shutdown_notice)
         else:
@@ -225,7 +248,7 @@ class ServerConnection:
             request = self._parse(payload)
             self._run(request, now)
         except CommandError as error:
-            self._events.append(self._reply(self._dialect.error(error), now))
+            self._emit(self._dialect.error(error), now)
 
     @staticmethod
     def _parse(payload: bytes | Words) -> Request:
@@ -239,14 +262,14 @@ class ServerConnection:
     # ---- the commands, one handler each --------------------------------------
 
     def _ping(self, args: tuple[bytes, ...], now: float) -> None:
-        self._say(Status(b"PONG"), now)
+        self._say(_PONG, now)
 
     def _echo(self, args: tuple[bytes, ...], now: float) -> None:
         self._say(Bulk(args[0]), now)
 
     def _set(self, args: tuple[bytes, ...], now: float) -> None:
         self._store.set(args[0], args[1])
-        self._say(Status(b"OK"), now)
+        self._say(_OK, now)
 
     def _get(self, args: tuple[bytes, ...], now: float) -> None:
         value = self._store.get(args[0])
@@ -267,12 +290,12 @@ class ServerConnection:
         self._finish(self._dialect.farewell)
 
     def _sleep(self, args: tuple[bytes, ...], now: float) -> None:
-        self._wait = _Wait(now + sleep_ms(args[0]) / 1000, Status(b"OK"), urgent_aborts=True, ends_at_shutdown=False)
+        self._wait = _Wait(now + sleep_ms(args[0]) / 1000, _OK, urgent_aborts=True, ends_at_shutdown=False)
 
     def _enter_framed_mode(self, args: tuple[bytes, ...], now: float) -> None:
         if self._framed:
             raise CommandError("STATE", "already in framed mode")
-        self._say(Status(b"OK"), now)  # the last reply as a line
+        self._say(_OK, now)  # the last reply as a line
         self._framing = Framing.FRAMES
 
     def _starttls(self, args: tuple[bytes, ...], now: float) -> None:
@@ -285,12 +308,12 @@ class ServerConnection:
             raise CommandError("STATE", "already inside TLS")
         if not self._starttls_available:
             raise CommandError("STATE", "no certificate configured")
-        self._say(Status(b"OK"), now)
+        self._say(_OK, now)
         # Whatever arrived with the STARTTLS was sent in plaintext before the
         # handshake; executing it inside TLS is the CVE-2011-0411 class of bug.
         self._buffer.clear()
         self._in_tls = True
-        self._events.append(StartTLS())
+        self._queue(StartTLS())
 
     def _blpop(self, args: tuple[bytes, ...], now: float) -> None:
         key, timeout = args
@@ -327,27 +350,34 @@ class ServerConnection:
             if payload or self._framed:
                 unanswered += 1
         for _ in range(max(unanswered, 1) - 1):
-            self._events.append(Send(self._encode(self._dialect.shutdown_notice)))
+            self._queue(Send(self._encode(self._dialect.shutdown_notice)))
         self._finish(self._dialect.shutdown_notice)
 
     # ---- helpers -----------------------------------------------------------
 
     def _say(self, reply: Reply, now: float) -> None:
-        self._events.append(self._reply(self._dialect.body(reply), now))
+        self._emit(self._dialect.body(reply), now)
 
-    def _reply(self, body: bytes, now: float | None = None) -> Send:
-        """``body`` (a reply in the protocol's words) framed as the connection frames replies now."""
+    def _emit(self, body: bytes, now: float | None = None) -> None:
+        """Reply ``body`` (in the protocol's words), framed as the connection frames replies now."""
         if now is not None:
             self._idle_since = now
-        return Send(self._encode(body))
+        self._output += self._encode(body)
+
+    def _queue(self, event: Event) -> None:
+        """An event after every reply so far."""
+        if self._output:
+            self._events.append(Send(bytes(self._output)))
+            self._output.clear()
+        self._events.append(event)
 
     def _finish(self, body: bytes | None) -> None:
         """Say ``body`` (if anything) and close."""
         self._finished = True
         self._buffer.clear()
         if body is not None:
-            self._events.append(Send(self._encode(body), final=True))
-        self._events.append(Close())
+            self._queue(Send(self._encode(body), final=True))
+        self._queue(Close())
 
     def _encode(self, body: bytes) -> bytes:
         if self._framing is Framing.FRAMES:

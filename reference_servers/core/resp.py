@@ -27,6 +27,7 @@ KEPT_WORDS: Final = 8  # enough to name and quote any request; the rest of a lon
 CRLF: Final = b"\r\n"
 
 _LENGTH = re.compile(rb"0|-?[1-9][0-9]{0,17}")  # string2ll's form, short enough to never be a big number
+_STAR, _DOLLAR, _ZERO = ord("*"), ord("$"), ord("0")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class RequestReader:
         if self._count is None:
             if not buffer:
                 return NEED_DATA
-            if buffer[0] != ord("*"):
+            if buffer[0] != _STAR:
                 return _cut_inline(buffer)
             header = self._header(buffer, 0, "too big mbulk count string")
             if not isinstance(header, tuple):
@@ -87,37 +88,43 @@ class RequestReader:
                 self._begin()
                 return Words((), 0), used
             self._count = count
-        while self._seen < self._count:
-            problem = self._next_word(buffer)
-            if problem is not None:
-                return problem
-        words = Words(tuple(self._kept), self._count), self._parsed
+        # The words, in one loop over locals: this runs for every word of every request.
+        count, seen, parsed, kept = self._count, self._seen, self._parsed, self._kept
+        size, max_bulk = len(buffer), self._max_bulk
+        problem: NeedData | Malformed | None = None
+        while seen < count:
+            if size <= parsed:
+                problem = NEED_DATA
+                break
+            if buffer[parsed] != _DOLLAR:
+                problem = Malformed(f"expected '$', got '{_shown(buffer[parsed])}'")
+                break
+            header_end = buffer.find(CRLF, parsed, parsed + MAX_INLINE + 2)
+            if header_end < 0:
+                problem = Malformed("too big bulk count string") if size - parsed > MAX_INLINE else NEED_DATA
+                break
+            length = _length(buffer[parsed + 1 : header_end])
+            if length is None or not 0 <= length <= max_bulk:
+                problem = Malformed("invalid bulk length")
+                break
+            data_start = header_end + 2
+            end = data_start + length
+            if size < end + 2:
+                problem = NEED_DATA  # the header is read again next time: a few bytes, never the data
+                break
+            if buffer[end : end + 2] != CRLF:
+                problem = Malformed("expected CR LF after a bulk string's data")
+                break
+            if len(kept) < KEPT_WORDS:
+                kept.append(bytes(buffer[data_start:end]))
+            seen += 1
+            parsed = end + 2
+        if problem is not None:
+            self._seen, self._parsed = seen, parsed
+            return problem
+        words = Words(tuple(kept), count), parsed
         self._begin()
         return words
-
-    def _next_word(self, buffer: bytes | bytearray) -> NeedData | Malformed | None:
-        start = self._parsed
-        if len(buffer) <= start:
-            return NEED_DATA
-        if buffer[start] != ord("$"):
-            return Malformed(f"expected '$', got '{_shown(buffer[start])}'")
-        header = self._header(buffer, start, "too big bulk count string")
-        if not isinstance(header, tuple):
-            return header
-        text, data_start = header
-        length = _length(text)
-        if length is None or not 0 <= length <= self._max_bulk:
-            return Malformed("invalid bulk length")
-        end = data_start + length
-        if len(buffer) < end + len(CRLF):
-            return NEED_DATA  # the header is read again next time: a few bytes, never the data
-        if buffer[end : end + len(CRLF)] != CRLF:
-            return Malformed("expected CR LF after a bulk string's data")
-        if len(self._kept) < KEPT_WORDS:
-            self._kept.append(bytes(buffer[data_start:end]))
-        self._seen += 1
-        self._parsed = end + len(CRLF)
-        return None
 
     @staticmethod
     def _header(buffer: bytes | bytearray, start: int, too_big: str) -> tuple[bytes, int] | NeedData | Malformed:
@@ -137,7 +144,9 @@ def _cut_inline(buffer: bytes | bytearray) -> RespCut:
     return Words(words[:KEPT_WORDS], len(words)), end + 1
 
 
-def _length(text: bytes) -> int | None:
+def _length(text: bytes | bytearray) -> int | None:
+    if text.isdigit() and len(text) <= 18 and (text[0] != _ZERO or len(text) == 1):
+        return int(text)  # the common case, decided without the pattern
     return int(text) if _LENGTH.fullmatch(text) else None
 
 

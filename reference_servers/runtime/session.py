@@ -194,8 +194,10 @@ class Session:
         return self.conn is not None and not self.closed and self._close_by is None and not self._handshaking
 
     def _pump(self, now: float, *, bounded: bool = True) -> None:
-        """Take the core's events (each runs at most one request) while the
-        output is under the mark; ``bounded=False`` takes them all.
+        """Take the core's events while the output is under the mark (each
+        Send joins the replies of as many pipelined requests as fit the room
+        left under it, plus one); ``bounded=False`` takes them all, one
+        request each.
 
         The mark counts what the kernel has not taken, so the output is handed
         to the kernel before the mark is judged, and judged again after the
@@ -212,7 +214,8 @@ class Session:
                     if self.closed or self.output_full:
                         at_mark = True
                         break
-                event = conn.next_event(now)
+                # Up to the mark, pipelined requests come as one Send (the core joins their replies).
+                event = conn.next_event(now, self._max_output - len(self._out) if bounded else 0)
                 if event is None:
                     break
                 if isinstance(event, Send):

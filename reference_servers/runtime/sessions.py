@@ -129,7 +129,15 @@ class SessionSet:
         self._schedule(session)
 
     def _schedule(self, session: Session) -> None:
-        self._timers.set(session, session.deadline())
+        deadline = session.deadline()
+        scheduled = self._timers.deadline_of(session)
+        if deadline is not None and scheduled is not None and scheduled <= deadline:
+            # A deadline that only moved later (the idle timer, after each
+            # request) keeps its earlier entry: that entry fires, finds the
+            # session not due yet and schedules it anew (_fire_timers), so a
+            # busy connection costs no heap work per request.
+            return
+        self._timers.set(session, deadline)
 
     def _fire_timers(self, now: float) -> None:
         for session in self._timers.pop_due(now):
