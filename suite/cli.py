@@ -367,7 +367,9 @@ def run_suite(options: argparse.Namespace) -> int:
         args.append("--sockspec-strict")
     workers = options.workers or _default_workers(settings, options)
     if workers and workers != "1":
-        args += ["-n", workers]
+        # worksteal: a worker that runs out takes unstarted checks from the others, so
+        # a share dealt out early with many long checks does not make the run's tail.
+        args += ["-n", workers, "--dist", "worksteal"]
     if options.keyword:
         args += ["-k", options.keyword]
     if options.exitfirst:

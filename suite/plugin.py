@@ -192,6 +192,10 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     # The spec's order of areas (pytest's own is the modules' names): FRAME first, as a
     # server is built, and so that --area-by-area can stop after the first area with a FAIL.
     keep.sort(key=lambda item: area_rank(requirements.get(ids_of(item)[0]).area) if is_check(item) else -1)
+    if hasattr(config, "workerinput"):
+        # xdist hands out checks in this order: the dearest first, so that the
+        # long ones overlap the rest instead of making the run's tail.
+        keep.sort(key=lambda item: -_weight(item) if is_check(item) else 0)
     items[:] = keep
 
 
@@ -212,8 +216,12 @@ def shard_of(items: list[pytest.Item], index: int, count: int) -> list[pytest.It
 
 
 def _weight(item: pytest.Item) -> int:
-    """A rough cost, known before anything runs: starting a fresh server is the dearest part of a check."""
-    return 5 if "fresh_target" in getattr(item, "fixturenames", ()) else 1
+    """A rough cost, known before anything runs: starting a fresh server is the
+    dearest part of a check, and an attack of the ROBUST area (thousands of
+    connections or requests) costs several such checks."""
+    if "fresh_target" not in getattr(item, "fixturenames", ()):
+        return 1
+    return 20 if requirements.get(ids_of(item)[0]).area == "ROBUST" else 5
 
 
 # ---- one outcome per check -------------------------------------------------------------------

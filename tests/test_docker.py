@@ -45,13 +45,22 @@ def test_every_image_is_labelled_with_the_project(engine: object) -> None:
         assert labels.get(docker_engine.PROJECT_LABEL) == docker_engine.PROJECT, (tag, labels)
 
 
-def test_the_matrix_of_seven_architectures_and_the_client_by_two_images_passes_every_must(
-    engine: object, tmp_path: Path
+MATRICES = [
+    # CI's: an evented server and a forking one, each in both images, and the client.
+    pytest.param("evented,process-per-connection", 2, id="two-architectures"),
+    # The whole matrix, about ten minutes: bash scripts/test.sh -m extended.
+    pytest.param("all", 7, id="seven-architectures", marks=pytest.mark.extended),
+]
+
+
+@pytest.mark.parametrize(("arch", "servers"), MATRICES)
+def test_the_matrix_of_architectures_and_the_client_by_two_images_passes_every_must(
+    engine: object, tmp_path: Path, arch: str, servers: int
 ) -> None:
     report = tmp_path / "matrix.json"
     command = [
         sys.executable, "-m", "suite.cli", "matrix",
-        "--arch", "all", "--images", "bookworm,trixie", "--json", str(report), "-n", "2",
+        "--arch", arch, "--images", "bookworm,trixie", "--json", str(report), "-n", "2",
     ]  # fmt: skip
     started = time.monotonic()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800, check=False)
@@ -59,7 +68,10 @@ def test_the_matrix_of_seven_architectures_and_the_client_by_two_images_passes_e
     tail = (result.stdout + result.stderr)[-5000:]
     data = json.loads(report.read_text())
     cells = data["matrix"]["cells"]
-    assert len(cells) == 16, f"expected 7 servers and the reference client on 2 images, got {len(cells)} cells"
+    expected = 2 * (servers + 1)
+    assert len(cells) == expected, (
+        f"expected {servers} servers and the reference client on 2 images, got {len(cells)} cells"
+    )
     assert sorted(c["arch"] for c in cells if c["kind"] == "client") == ["reference-client"] * 2
     failing = [
         f"{t['name']}: {r['id']} {r['verdict']} {r['detail']}"
@@ -74,7 +86,7 @@ def test_the_matrix_of_seven_architectures_and_the_client_by_two_images_passes_e
     assert {c["python"][:4] for c in cells} == {"3.11", "3.13"}, "bookworm has Python 3.11 and trixie 3.13"
     assert result.returncode == 0, tail
     assert leftovers(engine) == [], "the run left Docker objects behind"
-    print(f"matrix: 16 cells in {elapsed:.0f} s")
+    print(f"matrix: {expected} cells in {elapsed:.0f} s")
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import math
 import select
 import socket
@@ -720,13 +721,18 @@ class GarbageFlood:
             self._probe.close()
 
 
-def flood(target: Target, framed: bool, count: int, within: float, run_seed: int) -> GarbageFlood:
-    """``count`` garbage requests (or as many as ``within`` seconds allow), in
-    batches that Hypothesis draws, reproducible from the run's seed."""
-    garbage = GarbageFlood(target, framed)
-    deadline = time.monotonic() + within
+Batch = tuple[tuple[bytes, bytes], ...]
+
+
+@functools.cache
+def garbage_batches(run_seed: int, framed: bool, count: int) -> tuple[Batch, ...]:
+    """Batches of ``count`` garbage requests in all, as Hypothesis draws them
+    from the run's seed. They are the same for every target of a run, so a
+    process draws them once: drawing, not sending, is most of the flood's time."""
+    batches: list[Batch] = []
+    drawn = 0
     round_number = 0
-    while garbage.requests < count and garbage.problem is None and time.monotonic() < deadline:
+    while drawn < count:
         round_number += 1
 
         @seed(run_seed * 1000 + round_number + (500 if framed else 0))
@@ -739,11 +745,25 @@ def flood(target: Target, framed: bool, count: int, within: float, run_seed: int
             report_multiple_bugs=False,
         )
         @given(batch=garbage_batch)
-        def send_batch(batch: list[tuple[bytes, bytes]]) -> None:
-            if garbage.requests < count and time.monotonic() < deadline:
-                garbage.send(batch)
+        def draw(batch: list[tuple[bytes, bytes]]) -> None:
+            nonlocal drawn
+            if drawn < count:
+                batches.append(tuple(batch))
+                drawn += len(batch)
 
-        send_batch()
+        draw()
+    return tuple(batches)
+
+
+def flood(target: Target, framed: bool, count: int, within: float, run_seed: int) -> GarbageFlood:
+    """``count`` garbage requests (or as many as ``within`` seconds allow), in
+    batches that Hypothesis draws, reproducible from the run's seed."""
+    garbage = GarbageFlood(target, framed)
+    deadline = time.monotonic() + within
+    for batch in garbage_batches(run_seed, framed, count):
+        if garbage.problem is not None or time.monotonic() >= deadline:
+            break
+        garbage.send(list(batch))
     garbage.close()
     return garbage
 
