@@ -277,7 +277,7 @@ def _get_lf_in_line_mode() -> None:
     def _run(self: ServerConnection, request: Request, now: float) -> None:
         if request.name == "GET":
             value = self._store.get(request.args[0])
-            self._events.append(self._reply(b"_" if value is None else b"$" + value, now))
+            self._emit(b"_" if value is None else b"$" + value, now)
             return
         reference(self, request, now)
 
@@ -405,7 +405,7 @@ def _sleep_blocks_reactor() -> None:
     def _run(self: ServerConnection, request: Request, now: float) -> None:
         if request.name == "SLEEP":
             time.sleep(sleep_ms(request.args[0]) / 1000)
-            self._events.append(self._reply(b"+OK", time.monotonic()))
+            self._emit(b"+OK", time.monotonic())
             return
         reference(self, request, now)
 
@@ -472,9 +472,9 @@ def _starttls_keeps_plaintext() -> None:
             raise CommandError("STATE", "already inside TLS")
         if not self._starttls_available:
             raise CommandError("STATE", "no certificate configured")
-        self._events.append(self._reply(b"+OK", now))
+        self._emit(b"+OK", now)
         self._in_tls = True
-        self._events.append(StartTLS())
+        self._queue(StartTLS())
 
     ServerConnection._start_tls = _start_tls
 
