@@ -99,15 +99,15 @@ class RequestReader:
             if buffer[parsed] != _DOLLAR:
                 problem = Malformed(f"expected '$', got '{_shown(buffer[parsed])}'")
                 break
-            header_end = buffer.find(CRLF, parsed, parsed + MAX_INLINE + 2)
-            if header_end < 0:
-                problem = Malformed("too big bulk count string") if size - parsed > MAX_INLINE else NEED_DATA
+            header = self._header(buffer, parsed, "too big bulk count string")
+            if not isinstance(header, tuple):
+                problem = header
                 break
-            length = _length(buffer[parsed + 1 : header_end])
+            text, data_start = header
+            length = _length(text)
             if length is None or not 0 <= length <= max_bulk:
                 problem = Malformed("invalid bulk length")
                 break
-            data_start = header_end + 2
             end = data_start + length
             if size < end + 2:
                 problem = NEED_DATA  # the header is read again next time: a few bytes, never the data
