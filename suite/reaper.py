@@ -53,9 +53,16 @@ def _directory() -> Path | None:
 
 
 def track(pid: int) -> None:
-    """Record a group leader the caller has just started."""
+    """Record a group leader the caller has just started.
+
+    A run's directory that is named but gone has been swept: its controller
+    has finished while this process (an xdist worker not yet stopped) was
+    still starting a group, which nobody would ever kill; it goes at once."""
     directory = _directory()
     if directory is None:
+        if os.environ.get(ENVIRONMENT):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         return
     with contextlib.suppress(psutil.Error, OSError):
         (directory / str(pid)).write_text(repr(psutil.Process(pid).create_time()))

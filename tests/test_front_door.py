@@ -10,6 +10,7 @@ is left in the user's directory but the reports asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -195,7 +196,12 @@ def test_an_interrupted_run_leaves_no_process_and_an_honest_report(
             run.wait()
     text = output.decode(errors="replace")
     assert run.returncode == 130, f"expected 130 after {signum.name}, got {run.returncode}:\n{text}"
-    _wait_for(lambda: not _servers_of(marker), 10, "every server the run started to be gone")
+    _wait_for(
+        lambda: not _servers_of(marker),
+        10,
+        "every server the run started to be gone",
+        lambda: f"{_describe(_servers_of(marker))}\nthe run printed:\n{text[-3000:]}",
+    )
     data = json.loads(report.read_text())
     assert data["interrupted"] is True
     assert data["summary"]["exit_code"] != 0
@@ -224,13 +230,28 @@ def _processes_running(needle: str) -> list[psutil.Process]:
     return found
 
 
-def _wait_for(condition: object, deadline: float, what: str) -> None:
+def _describe(processes: list[psutil.Process]) -> str:
+    """Who survived, with what an investigation needs: its age, group and parent."""
+    lines = []
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            parent = process.parent()
+            lines.append(
+                f"pid {process.pid} pgid {os.getpgid(process.pid)} age {time.time() - process.create_time():.1f} s "
+                f"status {process.status()} parent {parent.pid if parent else None} "
+                f"({' '.join(parent.cmdline()[:4]) if parent else ''}): {' '.join(process.cmdline())}"
+            )
+    return "\n".join(lines)
+
+
+def _wait_for(condition: object, deadline: float, what: str, describe: object = None) -> None:
     until = time.monotonic() + deadline
     while time.monotonic() < until:
         if condition():  # type: ignore[operator]
             return
         time.sleep(0.05)  # polling a condition, with a deadline
-    raise AssertionError(f"timed out after {deadline} s waiting for {what}")
+    found = f"; still there:\n{describe()}" if describe is not None else ""  # type: ignore[operator]
+    raise AssertionError(f"timed out after {deadline} s waiting for {what}{found}")
 
 
 # ---- nothing left behind; re-runs from anywhere -------------------------------------------------
