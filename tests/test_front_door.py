@@ -367,3 +367,15 @@ def test_a_template_without_idle_leaves_the_timeout_checks_unsupported_never_fai
     assert all(r["verdict"] == "UNSUPPORTED" for r in results.values()), {i: r["verdict"] for i, r in results.items()}
     assert "has no {idle} placeholder" in results["CH-TIMEOUT-10"]["detail"]
     assert result.returncode == 2  # MUSTs the run could not check: never a silent pass
+
+
+def test_a_parallel_run_opens_with_what_the_server_announced_and_no_worker_chatter(tmp_path: Path) -> None:
+    student = REPO / "tests" / "servers" / "asyncio_student.py"
+    result, _ = sockspec(
+        "run", "--cmd", f"{PYTHON} {student} --port {{port}}", "--only", "CH-FRAME-1", "-n", "2", cwd=tmp_path
+    )
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines[0].startswith("sockspec: asyncio_student: answers at 127.0.0.1:"), lines[:3]
+    assert lines[1].startswith("FRAME"), lines[:3]  # xdist's "bringing up nodes..." no longer comes between
+    assert "bringing up nodes" not in result.stdout

@@ -201,6 +201,13 @@ class Progress:
             # now, while nothing is captured.
             self._stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", errors="replace")
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # xdist's status line, off a terminal in a quiet run, only ever reads
+        # "bringing up nodes..." (printed twice); this display says more, once.
+        xdist_status = session.config.pluginmanager.get_plugin("terminaldistreporter")
+        if self.config is not None and session.config.getoption("verbose") < 0 and xdist_status is not None:
+            xdist_status.ensure_show_status = lambda: None
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._expect(item.nodeid for item in session.items)
 
