@@ -1,6 +1,6 @@
 """Hybrid (nginx-style): a master forks N worker processes, and each runs the
 evented reactor on the shared listener. The connection limit is global, kept
-in shared memory; the store is a store process."""
+in shared memory, and so is the store (runtime/shared_store.py)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Preforking: the master opens the listener and forks N workers, each with
 its own accept loop on the shared socket. The master only supervises: it
 respawns a worker that dies and passes INT/TERM on. Bounded by N; the rest
-wait in the listen backlog. Workers share no memory, so the store is a
-store process."""
+wait in the listen backlog. The workers share the store, made in shared
+memory before the fork (runtime/shared_store.py)."""
 
 from __future__ import annotations
 

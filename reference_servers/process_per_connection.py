@@ -1,7 +1,8 @@
 """Process per connection: the parent accepts and forks a child for each
-connection, then goes straight back to accept. Children share no memory, so
-the store lives in a store process. The parent counts its children, reaps
-them as they exit, and refuses with BUSY past max_connections."""
+connection, then goes straight back to accept. The children share the store,
+made in shared memory before the first fork (runtime/shared_store.py). The
+parent counts its children, reaps them as they exit, and refuses with BUSY
+past max_connections."""
 
 from __future__ import annotations
 

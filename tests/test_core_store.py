@@ -1,11 +1,10 @@
 """CloudHash/1 store semantics in the sans-IO core: INCR's integer rules, the store
-interface, the store-process wire format, and a model-checked store.
+interface, and a model-checked store.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 
 import pytest
 from hypothesis import given, settings
@@ -13,20 +12,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from reference_servers.core import CommandError, DictStore, Send, ServerConnection, ServerInfo, incremented
-from reference_servers.core.store_wire import (
-    OP_DEL,
-    OP_GET,
-    OP_INCR,
-    OP_SET,
-    RESPONSE_HEADER,
-    STATUS_ERROR,
-    STATUS_NIL,
-    STATUS_VALUE,
-    apply,
-    cut_request,
-    decode_response,
-    encode_request,
-)
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -163,102 +148,6 @@ def test_all_connections_of_one_server_share_one_store() -> None:
     assert ask(first, b"INCR shared\r\n") == b":43\r\n", "expected INCRs from two connections not to lose updates"
     assert ask(first, b"DEL shared\r\n") == b":1\r\n"
     assert ask(second, b"GET shared\r\n") == b"_\r\n", "expected a DEL on one connection visible on another"
-
-
-# ---- store_wire --------------------------------------------------------------
-
-ops = st.sampled_from([OP_GET, OP_SET, OP_DEL, OP_INCR])
-
-
-@settings(max_examples=200, deadline=None)
-@given(op=ops, key=st.binary(max_size=300), value=st.binary(max_size=300), rest=st.binary(max_size=30))
-def test_store_request_round_trips_through_encode_and_cut(op: int, key: bytes, value: bytes, rest: bytes) -> None:
-    wire = encode_request(op, key, value)
-    assert wire[:9] == struct.pack(">BII", op, len(key), len(value)), f"expected a big-endian header, got {wire[:9]!r}"
-    result = cut_request(wire + rest)
-    assert result == (op, key, value, len(wire)), f"expected ({op}, {key!r}, {value!r}, {len(wire)}), got {result!r}"
-    for cut in {0, 1, 8, len(wire) - 1} & set(range(len(wire))):
-        partial = cut_request(wire[:cut])
-        assert partial is None, f"expected None for {cut} of {len(wire)} bytes, got {partial!r}"
-
-
-def call_through_wire(store: DictStore, op: int, key: bytes, value: bytes = b"") -> bytes | None:
-    """One store call the way a worker makes it to a store process, both halves sans-IO."""
-    cut = cut_request(encode_request(op, key, value))
-    assert cut is not None, "expected a whole request to cut"
-    op, key, value, _ = cut
-    response = apply(store, op, key, value)
-    status, length = RESPONSE_HEADER.unpack_from(response)
-    assert len(response) == RESPONSE_HEADER.size + length, f"expected one whole response, got {response!r}"
-    return decode_response(status, response[RESPONSE_HEADER.size :])
-
-
-def test_store_wire_answers_get_set_del_incr() -> None:
-    store = DictStore()
-    assert call_through_wire(store, OP_GET, b"k") is None, "expected nil for a missing key"
-    assert call_through_wire(store, OP_SET, b"k", b"") == b"", "expected SET to answer an empty value"
-    assert call_through_wire(store, OP_GET, b"k") == b"", "expected the empty value, not nil"
-    assert call_through_wire(store, OP_SET, b"k", b"41") == b""
-    assert call_through_wire(store, OP_INCR, b"k") == b"42", "expected INCR's result as decimal"
-    assert call_through_wire(store, OP_DEL, b"k") == b"1", "expected 1 for a deleted key"
-    assert call_through_wire(store, OP_DEL, b"k") == b"0", "expected 0 for a missing key"
-    assert call_through_wire(store, OP_INCR, b"k") == b"1", "expected a missing key to count from 0"
-
-
-def test_store_wire_statuses() -> None:
-    store = DictStore()
-    nil = apply(store, OP_GET, b"k", b"")
-    assert nil == RESPONSE_HEADER.pack(STATUS_NIL, 0), f"expected a nil status, got {nil!r}"
-    store.set(b"k", b"v")
-    value = apply(store, OP_GET, b"k", b"")
-    assert value == RESPONSE_HEADER.pack(STATUS_VALUE, 1) + b"v", f"expected a value status, got {value!r}"
-    store.set(b"k", b"x")
-    error = apply(store, OP_INCR, b"k", b"")
-    assert error[0] == STATUS_ERROR, f"expected an error status, got {error!r}"
-
-
-@pytest.mark.parametrize(("value", "code"), [(b"abc", "TYPE"), (str(INT64_MAX).encode(), "RANGE")])
-def test_store_wire_carries_incr_errors_back_as_the_same_code(value: bytes, code: str) -> None:
-    store = DictStore()
-    store.set(b"k", value)
-    with pytest.raises(CommandError) as raised:
-        call_through_wire(store, OP_INCR, b"k")
-    assert raised.value.code == code, f"expected {code} through the wire, got {raised.value.code}"
-    assert raised.value.text, "expected the error text to come through too"
-    assert store.get(b"k") == value, f"expected {value!r} unchanged, got {store.get(b'k')!r}"
-
-
-store_keys = st.sampled_from([b"a", b"b", b"\x00\xff", b"k" * 250])
-store_values = st.one_of(st.binary(max_size=40), st.integers(INT64_MIN, INT64_MAX).map(lambda n: str(n).encode()))
-store_calls = st.one_of(
-    st.tuples(st.just(OP_SET), store_keys, store_values),
-    st.tuples(st.sampled_from([OP_GET, OP_DEL, OP_INCR]), store_keys, st.just(b"")),
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(calls=st.lists(store_calls, max_size=30))
-def test_store_wire_round_trip_matches_calling_the_store_directly(calls: list[tuple[int, bytes, bytes]]) -> None:
-    direct, remote = DictStore(), DictStore()
-    for op, key, value in calls:
-        try:
-            expected: object
-            if op == OP_GET:
-                expected = direct.get(key)
-            elif op == OP_SET:
-                direct.set(key, value)
-                expected = b""
-            elif op == OP_DEL:
-                expected = b"1" if direct.delete(key) else b"0"
-            else:
-                expected = str(direct.incr(key)).encode()
-        except CommandError as error:
-            expected = ("error", error.code, error.text)
-        try:
-            got: object = call_through_wire(remote, op, key, value)
-        except CommandError as error:
-            got = ("error", error.code, error.text)
-        assert got == expected, f"op {op} key {key!r}: expected {expected!r} as the direct call gave, got {got!r}"
 
 
 # ---- a model-checked store through one connection ----------------------------

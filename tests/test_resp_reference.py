@@ -103,7 +103,7 @@ def test_info_declares_what_the_resp2_profile_reads(arch: str) -> None:
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_incr_counts_on_only_from_a_canonical_integer_in_every_store(arch: str) -> None:
-    """Redis's integers, in the store of every architecture (a lock, or a store process)."""
+    """Redis's integers, in the store of every architecture (a lock, or shared memory)."""
     with resp_server(arch) as (_, endpoint), Wire.connect(endpoint.host, endpoint.port) as wire:
         for value, reply in ((b"007", b"-ERR value is not an integer or out of range\r\n"), (b"-7", b":-6\r\n")):
             wire.send(command(b"SET", b"n", value) + command(b"INCR", b"n"))

@@ -35,10 +35,11 @@ _DECIMAL = re.compile(rb"-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
 class CommandError(Exception):
     """A request that gets an error reply; the connection goes on.
 
-    ``code`` says what went wrong (UNKNOWN, SYNTAX, TYPE, RANGE, STATE, WRONGTYPE)
-    and ``text`` says it in the words of the protocol that raised it; the
-    codes both protocols share (TYPE and RANGE, from INCR) carry CloudHash/1's
-    text, and RESP2 words them as Redis does (resp.py)."""
+    ``code`` says what went wrong (UNKNOWN, SYNTAX, TYPE, RANGE, STATE, WRONGTYPE,
+    and OOM from a store with no room left) and ``text`` says it in the words
+    of the protocol that raised it; the codes both protocols share (TYPE and
+    RANGE, from INCR, and OOM) carry CloudHash/1's text, and RESP2 words them
+    as Redis does (resp.py)."""
 
     def __init__(self, code: str, text: str) -> None:
         super().__init__(f"{code} {text}")

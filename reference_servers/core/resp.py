@@ -179,10 +179,16 @@ _REDIS_WORDS = {
 }
 
 
+# Redis's reply to a write at its maxmemory when it may evict nothing (server.c).
+_OOM: Final = b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"
+
+
 def error_body(error: CommandError) -> bytes:
-    """``-ERR <text>``, or ``-WRONGTYPE <text>``, as Redis says it."""
+    """``-ERR <text>``, ``-WRONGTYPE <text>`` or ``-OOM <text>``, as Redis says it."""
     if error.code == "WRONGTYPE":
         return f"-WRONGTYPE {error.text}\r\n".encode("ascii")
+    if error.code == "OOM":
+        return _OOM
     return f"-ERR {_REDIS_WORDS.get(error.code, error.text)}\r\n".encode("ascii")
 
 

@@ -1,7 +1,9 @@
 """The store interface that commands run against, and a plain dict store.
 
 Atomicity is the implementation's business: DictStore has none and suits one
-thread; the runtime wraps it in a lock or puts it behind a store process.
+thread; the runtime wraps it in a lock, or keeps the map in shared memory
+for forked workers (runtime/shared_store.py, which implements this Protocol
+itself and takes INCR's rules from commands.py as DictStore does).
 """
 
 from __future__ import annotations

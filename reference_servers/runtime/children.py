@@ -61,7 +61,7 @@ class Children:
         while self.pids:
             try:
                 # Look without reaping: the process may have children that are
-                # not ours to reap (the store process).
+                # not ours to reap.
                 found = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 break

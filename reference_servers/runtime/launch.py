@@ -11,8 +11,9 @@ from ..core import CLOUDHASH, RESP, ServerInfo, Store
 from .context import Context
 from .listeners import announce_ready, close_listeners, open_listeners
 from .settings import Settings
+from .shared_store import SharedMemoryStore
 from .stop import StopSignal
-from .stores import LockedStore, StoreProcess
+from .stores import LockedStore
 
 
 class Architecture(Protocol):
@@ -60,19 +61,19 @@ def run(architecture: Architecture, settings: Settings) -> int:
         return 1
     # Redis counts on only from an integer's shortest form; CloudHash/1 also from 007.
     canonical = settings.protocol == RESP
-    # The store process is forked before the listeners exist, so that it never
-    # holds a listening socket open after the master has closed it.
-    store_process = None if architecture.SHARES_MEMORY else StoreProcess(canonical_integers=canonical)
     try:
         listeners = open_listeners(settings)
     except OSError as error:
         print(f"{settings.protocol}: cannot start: {error}", file=sys.stderr)
-        if store_process is not None:
-            store_process.stop()
         return 1
     stop = StopSignal()
     stop.install()
-    store: Store = LockedStore(canonical_integers=canonical) if store_process is None else store_process.client()
+    # Threads share the process's memory; forked workers share the store's mapping.
+    store: Store = (
+        LockedStore(canonical_integers=canonical)
+        if architecture.SHARES_MEMORY
+        else SharedMemoryStore(canonical_integers=canonical)
+    )
     context = Context(settings, info, listeners, tls_context, store, stop)
     master = os.getpid()
     announce_ready(listeners)
@@ -81,6 +82,4 @@ def run(architecture: Architecture, settings: Settings) -> int:
     finally:
         if os.getpid() == master:
             close_listeners(listeners)
-            if store_process is not None:
-                store_process.stop()
     return 0
