@@ -19,6 +19,7 @@ from .runtime.settings import Settings
 ARCH = "evented"
 OVERFLOW = "busy"
 SHARES_MEMORY = True
+LISTENERS_PER_WORKER = False
 ACCEPT_BATCH = 64
 
 

@@ -1,6 +1,14 @@
 """Hybrid (nginx-style): a master forks N worker processes, and each runs the
-evented reactor on the shared listener. The connection limit is global, kept
-in shared memory, and so is the store (runtime/shared_store.py)."""
+evented reactor. The connection limit is global, kept in shared memory, and
+so is the store (runtime/shared_store.py).
+
+Each worker has listeners of its own on the same ports (SO_REUSEPORT, nginx's
+``listen ... reuseport``), and the kernel spreads new connections across them.
+On one shared listener every worker's epoll wakes for each connection and the
+first to run takes the whole queue: redis-benchmark's 50 connections all
+landed on one worker while the other sat idle. The master keeps every
+worker's listeners open, so a replacement worker finds its dead
+predecessor's queue waiting."""
 
 from __future__ import annotations
 
@@ -12,6 +20,7 @@ from collections.abc import Iterator
 
 from .evented import run_reactor
 from .runtime.context import Context
+from .runtime.listeners import close_listeners, join_listeners
 from .runtime.settings import Settings
 from .runtime.stop import StopSignal
 from .runtime.supervisor import supervise
@@ -19,6 +28,7 @@ from .runtime.supervisor import supervise
 ARCH = "hybrid"
 OVERFLOW = "busy"
 SHARES_MEMORY = False
+LISTENERS_PER_WORKER = True
 DEFAULT_WORKERS = 2
 _COUNT_BYTES = 8  # one signed count per slot (memoryview type "q")
 
@@ -72,10 +82,17 @@ def limits(settings: Settings) -> tuple[int, int]:
 def serve(context: Context) -> None:
     workers = context.settings.concurrency or DEFAULT_WORKERS
     limiter = SharedLimiter(context.info.max_connections, workers)
+    per_worker = [context.listeners] + [join_listeners(context.listeners, context.settings) for _ in range(1, workers)]
 
     def worker(slot: int, stop: StopSignal) -> None:
+        for other, listeners in enumerate(per_worker):
+            if other != slot:  # held open here, another worker's connections would wait behind a stop
+                close_listeners(listeners)
+        context.listeners = per_worker[slot]
         context.stop = stop
         limiter.reset(slot)
         run_reactor(context, limiter)
 
+    # The master's are all of them, so that a stop closes every set at once.
+    context.listeners = [listener for listeners in per_worker for listener in listeners]
     supervise(context, workers, worker)

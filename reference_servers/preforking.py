@@ -15,6 +15,7 @@ from .runtime.supervisor import supervise
 ARCH = "preforking"
 OVERFLOW = "queue"
 SHARES_MEMORY = False
+LISTENERS_PER_WORKER = False
 DEFAULT_WORKERS = 32
 
 

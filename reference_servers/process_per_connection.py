@@ -19,6 +19,7 @@ from .runtime.stop import StopSignal
 ARCH = "process-per-connection"
 OVERFLOW = "busy"
 SHARES_MEMORY = False
+LISTENERS_PER_WORKER = False
 
 
 def limits(settings: Settings) -> tuple[int, int]:

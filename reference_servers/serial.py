@@ -11,6 +11,7 @@ from .runtime.settings import Settings
 ARCH = "serial"
 OVERFLOW = "queue"
 SHARES_MEMORY = True
+LISTENERS_PER_WORKER = False
 
 
 def limits(settings: Settings) -> tuple[int, int]:

@@ -18,6 +18,7 @@ from .runtime.settings import Settings
 ARCH = "thread-per-connection"
 OVERFLOW = "busy"
 SHARES_MEMORY = True
+LISTENERS_PER_WORKER = False
 
 
 def limits(settings: Settings) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from .runtime.stop import wait_for
 ARCH = "thread-pool"
 OVERFLOW = "queue"
 SHARES_MEMORY = True
+LISTENERS_PER_WORKER = False
 DEFAULT_THREADS = 32
 
 

@@ -20,6 +20,7 @@ class Architecture(Protocol):
     ARCH: str
     OVERFLOW: str
     SHARES_MEMORY: bool
+    LISTENERS_PER_WORKER: bool  # each forked worker its own listeners on the same ports (SO_REUSEPORT)
 
     def limits(self, settings: Settings) -> tuple[int, int]:
         """(concurrency, max_connections) as INFO will declare them."""
@@ -62,7 +63,7 @@ def run(architecture: Architecture, settings: Settings) -> int:
     # Redis counts on only from an integer's shortest form; CloudHash/1 also from 007.
     canonical = settings.protocol == RESP
     try:
-        listeners = open_listeners(settings)
+        listeners = open_listeners(settings, per_worker=architecture.LISTENERS_PER_WORKER)
     except OSError as error:
         print(f"{settings.protocol}: cannot start: {error}", file=sys.stderr)
         return 1

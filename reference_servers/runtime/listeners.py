@@ -31,17 +31,33 @@ class Listener:
         return conn
 
 
-def open_listeners(settings: Settings) -> list[Listener]:
-    listeners = [Listener(_listen(settings.host, settings.port, settings.backlog), tls=False)]
+def open_listeners(settings: Settings, *, per_worker: bool = False) -> list[Listener]:
+    """The plain listener, and the TLS one if configured. ``per_worker``: bound
+    with SO_REUSEPORT, so that more sets can join the same ports
+    (``join_listeners``); one fixed port taken twice by mistake then goes
+    unnoticed, so only the architecture that needs it asks."""
+    listeners = [Listener(_listen(settings.host, settings.port, settings.backlog, per_worker), tls=False)]
     if settings.tls_port is not None:
-        listeners.append(Listener(_listen(settings.host, settings.tls_port, settings.backlog), tls=True))
+        listeners.append(Listener(_listen(settings.host, settings.tls_port, settings.backlog, per_worker), tls=True))
     return listeners
 
 
-def _listen(host: str, port: int, backlog: int) -> socket.socket:
+def join_listeners(listeners: list[Listener], settings: Settings) -> list[Listener]:
+    """Another set on the same ports as ``listeners`` (opened ``per_worker``):
+    the kernel spreads new connections across the sets by a hash of their
+    addresses and ports, each set with its own queue."""
+    return [
+        Listener(_listen(settings.host, listener.sock.getsockname()[1], settings.backlog, True), tls=listener.tls)
+        for listener in listeners
+    ]
+
+
+def _listen(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(backlog)
     # Several workers may wait on one listener; the losers must not block.

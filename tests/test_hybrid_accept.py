@@ -1,0 +1,112 @@
+"""Hybrid's workers share the listening ports, and a burst of connections is spread
+across them: no worker takes the whole burst while another sits idle.
+
+Both workers are stopped while the burst connects (the kernel completes every
+handshake into the listen backlog), then continued together, so the burst is
+waiting in full when they wake: the moment a worker that drains the backlog in
+one go takes everything. A real server, real connections, real processes."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+
+from suite.targets.process import ServerProcess
+from suite.wire import Wire
+
+REPO = Path(__file__).resolve().parents[1]
+BURST = 100
+FAIR_SHARE = 20  # of BURST: each of the two workers takes at least this many
+DEADLINE = 10.0  # seconds, for the workers to appear and for each reply
+
+
+@contextlib.contextmanager
+def _stopped(processes: list[psutil.Process]) -> Iterator[None]:
+    for process in processes:
+        process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGCONT)
+
+
+def _workers_waiting(master_pid: int, count: int) -> list[psutil.Process]:
+    """The master's workers, once each is asleep in its reactor's epoll_wait (a
+    worker still starting up would miss the burst for a reason of its own)."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        children = psutil.Process(master_pid).children()
+        if len(children) == count and all(_sleeps_in_epoll(child.pid) for child in children):
+            return children
+        time.sleep(0.02)  # polling a condition (the forks, their start-up), under the deadline above
+    raise AssertionError(f"hybrid did not have {count} workers waiting in epoll within {DEADLINE} s")
+
+
+def _sleeps_in_epoll(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text() == "do_epoll_wait"
+    except OSError:
+        return False
+
+
+def _held_by(worker: psutil.Process, port: int) -> int:
+    return sum(
+        1
+        for connection in worker.net_connections(kind="tcp")
+        if connection.status == psutil.CONN_ESTABLISHED and connection.laddr and connection.laddr.port == port
+    )
+
+
+def test_a_burst_of_connections_is_spread_across_both_workers() -> None:
+    argv = [sys.executable, "-m", "reference_servers", "hybrid", "--port", "0"]
+    argv += ["--concurrency", "2", "--max-connections", str(2 * BURST)]
+    with ServerProcess(argv, cwd=str(REPO)) as server:
+        endpoint = server.start(timeout=15.0)
+        workers = _workers_waiting(server.pid, 2)
+        wires: list[Wire] = []
+        try:
+            with _stopped(workers):
+                wires = [Wire.connect(endpoint.host, endpoint.port, timeout=DEADLINE) for _ in range(BURST)]
+            for wire in wires:  # every connection accepted and served, by whichever worker
+                wire.send(b"PING\r\n")
+                assert wire.read_line(timeout=DEADLINE) == b"+PONG\r\n", wire.transcript.received()
+            shares = [_held_by(worker, endpoint.port) for worker in workers]
+            assert sum(shares) == BURST, f"the workers hold {shares} connections, expected {BURST} in all"
+            assert min(shares) >= FAIR_SHARE, (
+                f"one worker took the burst: the two workers hold {shares} of {BURST} connections "
+                f"(expected at least {FAIR_SHARE} each)"
+            )
+        finally:
+            for wire in wires:
+                wire.close()
+
+
+def test_connections_queued_for_a_killed_worker_are_served_by_its_replacement() -> None:
+    argv = [sys.executable, "-m", "reference_servers", "hybrid", "--port", "0"]
+    argv += ["--concurrency", "2", "--max-connections", str(2 * BURST)]
+    with ServerProcess(argv, cwd=str(REPO)) as server:
+        endpoint = server.start(timeout=15.0)
+        killed, survivor = _workers_waiting(server.pid, 2)
+        wires: list[Wire] = []
+        try:
+            with _stopped([survivor]):
+                killed.send_signal(signal.SIGSTOP)
+                wires = [Wire.connect(endpoint.host, endpoint.port, timeout=DEADLINE) for _ in range(BURST)]
+                killed.kill()  # with its share of the burst still in its listener's queue
+            for index, wire in enumerate(wires):
+                wire.send(b"PING\r\n")
+                reply = wire.read_line(timeout=DEADLINE)
+                assert reply == b"+PONG\r\n", (
+                    f"connection {index} of {BURST}, queued while a worker was killed, was not served: "
+                    f"expected +PONG, got {reply!r} ({wire.ending.value})"
+                )
+        finally:
+            for wire in wires:
+                wire.close()
