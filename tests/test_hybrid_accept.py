@@ -9,7 +9,9 @@ one go takes everything. A real server, real connections, real processes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -110,3 +112,27 @@ def test_connections_queued_for_a_killed_worker_are_served_by_its_replacement() 
         finally:
             for wire in wires:
                 wire.close()
+
+
+def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it() -> None:
+    """SO_REUSEPORT would let a second hybrid on the same port join the first
+    one's group and take half its connections; it must fail as any server does."""
+    argv = [sys.executable, "-m", "reference_servers", "hybrid", "--port", "0"]
+    with ServerProcess(argv, cwd=str(REPO)) as server:
+        endpoint = server.start(timeout=15.0)
+        second = subprocess.Popen(
+            [sys.executable, "-m", "reference_servers", "hybrid", "--port", str(endpoint.port)],
+            cwd=str(REPO),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group: reaped whole if it runs instead of failing
+        )
+        try:
+            stdout, stderr = second.communicate(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(second.pid, signal.SIGKILL)
+            stdout, stderr = second.communicate()
+        assert second.returncode == 1 and b"Address already in use" in stderr, (
+            f"a second hybrid on the taken port {endpoint.port}: expected exit 1 and 'Address already in use', "
+            f"got exit {second.returncode}, stdout {stdout!r}, stderr {stderr[-300:]!r}"
+        )

@@ -34,8 +34,11 @@ class Listener:
 def open_listeners(settings: Settings, *, per_worker: bool = False) -> list[Listener]:
     """The plain listener, and the TLS one if configured. ``per_worker``: bound
     with SO_REUSEPORT, so that more sets can join the same ports
-    (``join_listeners``); one fixed port taken twice by mistake then goes
-    unnoticed, so only the architecture that needs it asks."""
+    (``join_listeners``), after making sure nothing listens there yet."""
+    if per_worker:
+        for port in (settings.port, settings.tls_port):
+            if port:
+                _refuse_if_taken(settings.host, port)
     listeners = [Listener(_listen(settings.host, settings.port, settings.backlog, per_worker), tls=False)]
     if settings.tls_port is not None:
         listeners.append(Listener(_listen(settings.host, settings.tls_port, settings.backlog, per_worker), tls=True))
@@ -63,6 +66,16 @@ def _listen(host: str, port: int, backlog: int, reuse_port: bool = False) -> soc
     # Several workers may wait on one listener; the losers must not block.
     sock.setblocking(False)
     return sock
+
+
+def _refuse_if_taken(host: str, port: int) -> None:
+    """Raise "address already in use" if anything listens on the port: a second
+    server started there by mistake would otherwise join the first one's
+    SO_REUSEPORT group and take half its connections."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
 
 
 def announce_ready(listeners: list[Listener]) -> None:
