@@ -2,9 +2,10 @@
 across them: no worker takes the whole burst while another sits idle.
 
 Both workers are stopped while the burst connects (the kernel completes every
-handshake into the listen backlog), then continued together, so the burst is
-waiting in full when they wake: the moment a worker that drains the backlog in
-one go takes everything. A real server, real connections, real processes."""
+handshake into a listen queue), then continued one after the other: the first
+takes all it can reach before the second runs. On one shared listener that is
+the whole burst; with a listener per worker, its own queue's share. A real
+server, real connections, real processes."""
 
 from __future__ import annotations
 
@@ -19,24 +20,13 @@ from pathlib import Path
 
 import psutil
 
-from suite.targets.process import ServerProcess
+from suite.targets.process import Endpoint, ServerProcess
 from suite.wire import Wire
 
 REPO = Path(__file__).resolve().parents[1]
 BURST = 100
 FAIR_SHARE = 20  # of BURST: each of the two workers takes at least this many
 DEADLINE = 10.0  # seconds, for the workers to appear and for each reply
-
-
-@contextlib.contextmanager
-def _stopped(processes: list[psutil.Process]) -> Iterator[None]:
-    for process in processes:
-        process.send_signal(signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGCONT)
 
 
 def _workers_waiting(master_pid: int, count: int) -> list[psutil.Process]:
@@ -66,52 +56,85 @@ def _held_by(worker: psutil.Process, port: int) -> int:
     )
 
 
-def test_a_burst_of_connections_is_spread_across_both_workers() -> None:
+@contextlib.contextmanager
+def _hybrid_with_two_workers() -> Iterator[tuple[Endpoint, list[psutil.Process]]]:
+    """A hybrid server with room for the burst, and its two workers once both wait in epoll."""
     argv = [sys.executable, "-m", "reference_servers", "hybrid", "--port", "0"]
     argv += ["--concurrency", "2", "--max-connections", str(2 * BURST)]
     with ServerProcess(argv, cwd=str(REPO)) as server:
         endpoint = server.start(timeout=15.0)
-        workers = _workers_waiting(server.pid, 2)
-        wires: list[Wire] = []
-        try:
-            with _stopped(workers):
-                wires = [Wire.connect(endpoint.host, endpoint.port, timeout=DEADLINE) for _ in range(BURST)]
-            for wire in wires:  # every connection accepted and served, by whichever worker
-                wire.send(b"PING\r\n")
-                assert wire.read_line(timeout=DEADLINE) == b"+PONG\r\n", wire.transcript.received()
-            shares = [_held_by(worker, endpoint.port) for worker in workers]
-            assert sum(shares) == BURST, f"the workers hold {shares} connections, expected {BURST} in all"
-            assert min(shares) >= FAIR_SHARE, (
-                f"one worker took the burst: the two workers hold {shares} of {BURST} connections "
-                f"(expected at least {FAIR_SHARE} each)"
-            )
-        finally:
-            for wire in wires:
-                wire.close()
+        yield endpoint, _workers_waiting(server.pid, 2)
+
+
+@contextlib.contextmanager
+def _burst_while_stopped(
+    endpoint: Endpoint, workers: list[psutil.Process], killed: psutil.Process | None = None
+) -> Iterator[list[Wire]]:
+    """BURST connections made while the workers are stopped (the kernel completes
+    each into a listen queue); then ``killed`` is killed, and the others are
+    continued one at a time, each once the one before has taken all it can
+    reach and sleeps again. The connections are closed on the way out."""
+    wires: list[Wire] = []
+    for worker in workers:
+        worker.send_signal(signal.SIGSTOP)
+    stopped = list(workers)
+    try:
+        wires = [Wire.connect(endpoint.host, endpoint.port, timeout=DEADLINE) for _ in range(BURST)]
+        if killed is not None:
+            killed.kill()  # with its share of the burst still in its listener's queue
+            stopped.remove(killed)
+        while stopped:
+            worker = stopped.pop(0)
+            worker.send_signal(signal.SIGCONT)
+            if stopped:
+                _wait_until_it_took_what_it_can(worker, endpoint.port)
+        yield wires
+    finally:
+        for worker in stopped:
+            worker.send_signal(signal.SIGCONT)
+        for wire in wires:
+            wire.close()
+
+
+def _wait_until_it_took_what_it_can(worker: psutil.Process, port: int) -> None:
+    """Until the worker holds a connection and sleeps in epoll_wait: a
+    level-triggered reactor sleeps only once no listener it watches has a
+    connection waiting."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if _held_by(worker, port) and _sleeps_in_epoll(worker.pid):
+            return
+        time.sleep(0.01)  # polling a condition, under the deadline above
+    raise AssertionError(f"a continued worker took no connection of the burst within {DEADLINE} s")
+
+
+def _ping_each(wires: list[Wire], when: str) -> None:
+    for index, wire in enumerate(wires):
+        wire.send(b"PING\r\n")
+        reply = wire.read_line(timeout=DEADLINE)
+        assert reply == b"+PONG\r\n", (
+            f"connection {index} of {BURST}, {when}, was not served: expected +PONG, got {reply!r} "
+            f"({wire.ending.value})"
+        )
+
+
+def test_a_burst_of_connections_is_spread_across_both_workers() -> None:
+    with _hybrid_with_two_workers() as (endpoint, workers), _burst_while_stopped(endpoint, workers) as wires:
+        _ping_each(wires, "made while both workers were stopped")
+        shares = [_held_by(worker, endpoint.port) for worker in workers]
+        assert sum(shares) == BURST, f"the workers hold {shares} connections, expected {BURST} in all"
+        assert min(shares) >= FAIR_SHARE, (
+            f"one worker took the burst: the two workers hold {shares} of {BURST} connections "
+            f"(expected at least {FAIR_SHARE} each)"
+        )
 
 
 def test_connections_queued_for_a_killed_worker_are_served_by_its_replacement() -> None:
-    argv = [sys.executable, "-m", "reference_servers", "hybrid", "--port", "0"]
-    argv += ["--concurrency", "2", "--max-connections", str(2 * BURST)]
-    with ServerProcess(argv, cwd=str(REPO)) as server:
-        endpoint = server.start(timeout=15.0)
-        killed, survivor = _workers_waiting(server.pid, 2)
-        wires: list[Wire] = []
-        try:
-            with _stopped([survivor]):
-                killed.send_signal(signal.SIGSTOP)
-                wires = [Wire.connect(endpoint.host, endpoint.port, timeout=DEADLINE) for _ in range(BURST)]
-                killed.kill()  # with its share of the burst still in its listener's queue
-            for index, wire in enumerate(wires):
-                wire.send(b"PING\r\n")
-                reply = wire.read_line(timeout=DEADLINE)
-                assert reply == b"+PONG\r\n", (
-                    f"connection {index} of {BURST}, queued while a worker was killed, was not served: "
-                    f"expected +PONG, got {reply!r} ({wire.ending.value})"
-                )
-        finally:
-            for wire in wires:
-                wire.close()
+    with (
+        _hybrid_with_two_workers() as (endpoint, workers),
+        _burst_while_stopped(endpoint, workers, killed=workers[0]) as wires,
+    ):
+        _ping_each(wires, "queued while a worker was killed")
 
 
 def test_a_second_server_on_a_taken_port_fails_instead_of_sharing_it() -> None:
