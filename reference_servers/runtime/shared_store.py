@@ -29,6 +29,15 @@ each process uses the store from one thread (the forking architectures have
 no others). Closing any descriptor of the memfd would drop the lock, so the
 store keeps its one descriptor open for the life of the process.
 
+**Trying before sleeping.** A process that finds the lock taken first retries
+it without waiting, a few times, and only then sleeps in the kernel. Pipelined
+requests take and release the lock for each command with a few microseconds of
+parsing in between; a sleeper woken at a release is scheduled only after its
+holder has taken the lock again, so two workers took turns by whole batches
+(two hybrid workers did 72k pipelined SETs/s, one worker alone 80k). Retrying
+catches one of the gaps: 122k. The retries are bounded, so a holder that is
+slow (or descheduled) is waited for asleep.
+
 **A death mid-operation.** Whatever a process is killed between, the index
 stays whole: a record is written in full before one aligned 8-byte store
 publishes it (in its bucket, or in place of the record it replaces), and one
@@ -78,6 +87,7 @@ _WILDERNESS_AT, _CHANGING_AT, _FREE_AT = 0, 1, 8
 _HEAD = 3 * _WORD  # a record's: next, hash, key length | value length << 32
 _BUCKETS_AT = _PAGE // _WORD
 _BYTES_PER_BUCKET = 1024  # short chains even for small records
+_TRIES_BEFORE_SLEEPING = 20  # non-blocking attempts at the lock: about 30 µs in all
 
 
 class SharedMemoryStore:
@@ -159,6 +169,12 @@ class SharedMemoryStore:
     # ---- the lock ----------------------------------------------------------------------
 
     def _lock(self) -> None:
+        for _ in range(_TRIES_BEFORE_SLEEPING):
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another process holds it
+                continue
         fcntl.lockf(self._fd, fcntl.LOCK_EX)
 
     def _unlock(self) -> None:
