@@ -280,7 +280,7 @@ class ServerProcess:
                 for fd, _ in poller.poll(50):
                     if fd == pidfd:
                         with self._news:
-                            self._exited_at = time.monotonic()
+                            self._note_exit()
                             self._news.notify_all()
                         poller.unregister(pidfd)
                         os.close(pidfd)
@@ -391,8 +391,8 @@ class ServerProcess:
         and when the suite ended it (the kill at the end of a check)."""
         if self.process is None or self.process.poll() is None or self._killed_by_suite:
             return None
-        ended = self._exited_at or time.monotonic()
         with self._news:  # its last words may still be in the pipe: wait for the end of stderr, briefly
+            ended = self._note_exit()
             self._news.wait_for(lambda: self._stderr_ended, timeout=STDERR_GRACE)
         status = describe_status(self.process.returncode)
         text = f"the server {status} {ended - self._started_at:.1f} s after it started"
@@ -401,6 +401,14 @@ class ServerProcess:
             signum, at = caused[-1]
             text += f", {max(0.0, ended - at):.1f} s after the suite sent it {signal.Signals(signum).name}"
         return text + "." + stderr_paragraph(self.stderr_lines())
+
+    def _note_exit(self) -> float:
+        """When the target ended, fixed by whoever sees it first (the drainer's
+        pidfd, or a report that reaped it before): every later report gives the
+        same time, so the explanations of one exit group as one. Hold _news."""
+        if self._exited_at is None:
+            self._exited_at = time.monotonic()
+        return self._exited_at
 
     # ---- why it is not ready ---------------------------------------------------------
 
@@ -414,7 +422,8 @@ class ServerProcess:
             if not self.announces_ready:
                 what = f"is still running after {timeout:.1f} s and never {port}"
         else:
-            ended = (self._exited_at or time.monotonic()) - self._started_at
+            with self._news:
+                ended = self._note_exit() - self._started_at
             before = "printed READY" if self.announces_ready else port
             what = f"{describe_status(status)} {ended:.1f} s after it started, before it {before}"
         with self._lock:
