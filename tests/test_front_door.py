@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -311,6 +312,15 @@ def test_version(tmp_path: Path) -> None:
 
 
 # ---- a target that dies during the run -----------------------------------------------------------
+
+
+def test_a_server_that_outlives_sigint_fails_life_9_naming_what_is_left(tmp_path: Path) -> None:
+    server = REPO / "tests" / "servers" / "ignores_sigint.py"
+    result, _ = sockspec("run", "--cmd", f"{PYTHON} {server} --port {{port}}", "--only", "CH-LIFE-9", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "the server was still running" in output and "after SIGINT" in output, output
+    assert re.search(r"still running: pid \d+ \w+ in \S+", output), "the failure names the processes left: " + output
 
 
 def test_a_target_that_exits_during_the_run_is_named_as_the_cause(tmp_path: Path) -> None:

@@ -224,6 +224,20 @@ class ProcessTree:
             value = read()
         return value
 
+    def left(self) -> str:
+        """Each process still in the tree, with its state and the kernel function
+        it sleeps in: what a failure says of a server that did not exit."""
+        described = []
+        for process in self.processes():
+            try:
+                state = process.status()
+                with open(f"/proc/{process.pid}/wchan") as wchan:
+                    sleeping_in = wchan.read() or "-"
+            except (psutil.Error, OSError):
+                continue  # ended while it was being read
+            described.append(f"pid {process.pid} {state} in {sleeping_in}")
+        return "; ".join(described) or "no process left"
+
     def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for process in self.processes():

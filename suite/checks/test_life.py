@@ -29,8 +29,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
+
 from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
 from suite.checks import protocol
+from suite.checks.connections import ProcessTree
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.targets.factory import TargetPool
@@ -73,6 +76,14 @@ def _signal(t: Target, signum: int = signal.SIGTERM) -> tuple[float, float]:
 def _wait_exit(t: Target, timeout: float) -> int | None:
     """The exit status, or None if the process is still running after ``timeout``."""
     return _process(t).wait(timeout)
+
+
+def _what_is_left(t: Target) -> str:
+    """The server's processes that are still there, for the failure message."""
+    try:
+        return ProcessTree(_process(t).pid).left()
+    except psutil.Error:
+        return "its process could not be read"
 
 
 def _all_stdout(process: ServerHandle) -> bytes:
@@ -493,7 +504,7 @@ def _judge_exit(t: Target, signum: int, measure: Measure) -> None:
         raise Violation(
             f"the server was still running {took:.2f} s after {name}",
             expected=f"exit status 0 within {EXIT_WITHIN:g} s",
-            actual="still running",
+            actual=f"still running: {_what_is_left(t)}",
         )
     measure(f"exit after {name}", round(took * 1000), "ms")
     if status != 0:
