@@ -14,6 +14,7 @@ from .runtime.children import EXIT_DEADLINE
 from .runtime.context import Context
 from .runtime.listeners import Listener
 from .runtime.settings import Settings
+from .runtime.stop import start_thread
 
 ARCH = "thread-per-connection"
 OVERFLOW = "busy"
@@ -40,7 +41,7 @@ def serve(context: Context) -> None:
         thread = threading.Thread(target=handle, args=(sock, listener), daemon=True)
         with lock:
             active.add(thread)
-        thread.start()
+        start_thread(thread)
 
     def at_capacity() -> bool:
         with lock:

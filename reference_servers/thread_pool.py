@@ -12,7 +12,7 @@ from .runtime.children import EXIT_DEADLINE
 from .runtime.context import Context
 from .runtime.listeners import close_listeners
 from .runtime.settings import Settings
-from .runtime.stop import wait_for
+from .runtime.stop import start_thread, wait_for
 
 ARCH = "thread-pool"
 OVERFLOW = "queue"
@@ -32,8 +32,8 @@ def serve(context: Context) -> None:
         for n in range(context.info.concurrency)
     ]
     for thread in pool:
-        thread.start()
-    wait_for(context.stop)  # signals reach only the main thread
+        start_thread(thread)
+    wait_for(context.stop)  # the stop signals reach only this (main) thread
     close_listeners(context.listeners)
     deadline = (context.stop.requested_at or time.monotonic()) + EXIT_DEADLINE
     for thread in pool:

@@ -2,6 +2,13 @@
 
 The pipe is written once and never read, so it stays readable: every thread
 and loop that polls it sees the stop, not just the first one.
+
+Python runs signal handlers only in the main thread, but the kernel hands a
+signal sent to the process to any thread that does not block it. A worker
+thread that took SIGTERM would only have its own wait interrupted, and the
+main thread, asleep in poll, would never run the handler: the server would
+ignore the signal. So every thread the servers start blocks the stop signals
+(``start_thread``), and only the main thread can receive them.
 """
 
 from __future__ import annotations
@@ -9,9 +16,11 @@ from __future__ import annotations
 import os
 import select
 import signal
+import threading
 import time
 
 GRACE_SECONDS = 4.0
+STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
 
 
 class StopSignal:
@@ -34,7 +43,7 @@ class StopSignal:
         return None if self.requested_at is None else self.requested_at + GRACE_SECONDS
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
 
     def request(self) -> None:
@@ -78,3 +87,14 @@ def wait_for_any(stop: StopSignal, *fds: int) -> None:
     for fd in (stop.fd, *fds):
         poller.register(fd, select.POLLIN)
     poller.poll()
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start ``thread`` with the stop signals blocked in it (a new thread
+    inherits its creator's mask), so that they reach the main thread."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        # A stop signal that came meanwhile was held pending, and is delivered here.
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
