@@ -321,6 +321,20 @@ def test_a_server_that_outlives_sigint_fails_life_9_naming_what_is_left(tmp_path
     assert result.returncode == 1, output
     assert "the server was still running" in output and "after SIGINT" in output, output
     assert re.search(r"still running: pid \d+ \w+ in \S+", output), "the failure names the processes left: " + output
+    assert "A likely cause" not in output, "one thread, SIGINT ignored: no thread could have taken it"
+
+
+def test_a_stop_taken_by_a_worker_thread_is_explained(tmp_path: Path) -> None:
+    """A threaded server whose connection thread takes SIGINT (certain here, now and
+    then in a real one): its handler never runs. The failure names the threads."""
+    server = REPO / "tests" / "servers" / "stop_taken_by_a_thread.py"
+    result, _ = sockspec("run", "--cmd", f"{PYTHON} {server} --port {{port}}", "--only", "CH-LIFE-9", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "the server was still running" in output and "after SIGINT" in output, output
+    assert re.search(r"A likely cause: pid \d+ handles SIGINT, and its other thread does not block it", output), (
+        "the failure points at the threads: " + output
+    )
 
 
 def test_a_target_that_exits_during_the_run_is_named_as_the_cause(tmp_path: Path) -> None:

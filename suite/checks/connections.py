@@ -238,6 +238,26 @@ class ProcessTree:
             described.append(f"pid {process.pid} {state} in {sleeping_in}")
         return "; ".join(described) or "no process left"
 
+    def threads_open_to(self, signum: int) -> list[tuple[int, int, int]]:
+        """The processes that handle ``signum`` (a handler is installed) and have
+        threads besides the main one that do not block it, for a failure's
+        explanation: (pid, threads open to it, other threads). Python runs
+        handlers only in the main thread, and the kernel may hand the signal to
+        any thread that does not block it."""
+        found = []
+        bit = 1 << (signum - 1)
+        for process in self.processes():
+            try:
+                if not _mask(f"/proc/{process.pid}/status", "SigCgt") & bit:
+                    continue
+                others = [thread.id for thread in process.threads() if thread.id != process.pid]
+                open_to = [tid for tid in others if not _mask(f"/proc/{process.pid}/task/{tid}/status", "SigBlk") & bit]
+            except (psutil.Error, OSError):
+                continue  # ended while it was being read
+            if open_to:
+                found.append((process.pid, len(open_to), len(others)))
+        return found
+
     def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for process in self.processes():
@@ -246,6 +266,15 @@ class ProcessTree:
             except psutil.NoSuchProcess:
                 continue  # a child that ended while the tree was read
         return total
+
+
+def _mask(status_file: str, field: str) -> int:
+    """A signal mask from /proc/.../status (SigCgt, SigBlk): bit n-1 is signal n."""
+    with open(status_file) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    return 0
 
 
 SETTLE_POLL = 0.05

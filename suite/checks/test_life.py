@@ -86,6 +86,32 @@ def _what_is_left(t: Target) -> str:
         return "its process could not be read"
 
 
+def _taken_by_a_thread(t: Target, signum: int) -> list[str]:
+    """A likely cause, when the server handles the signal but other threads can take it."""
+    try:
+        open_to = ProcessTree(_process(t).pid).threads_open_to(signum)
+    except psutil.Error:
+        return []
+    if not open_to:
+        return []
+    name = signal.Signals(signum).name
+    which = "; ".join(f"pid {pid} handles {name}, and {_unblocked(count, others)}" for pid, count, others in open_to)
+    return [
+        f"A likely cause: {which}. The kernel hands a signal sent to a process to any thread that does not "
+        "block it, and Python runs the handler only in the main thread: if another thread took it, the main "
+        "thread sleeps on. Start each thread with SIGTERM and SIGINT blocked (docs/student-guide.md, "
+        "'Threads and signals')."
+    ]
+
+
+def _unblocked(count: int, others: int) -> str:
+    if others == 1:
+        return "its other thread does not block it"
+    if count == others:
+        return f"none of its {others} other threads blocks it"
+    return f"{count} of its {others} other threads do not block it"
+
+
 def _all_stdout(process: ServerHandle) -> bytes:
     """Everything the process printed: READY (however the suite picked it up) and the rest."""
     return (process.ready_line or b"") + process.collect_stdout()
@@ -505,6 +531,7 @@ def _judge_exit(t: Target, signum: int, measure: Measure) -> None:
             f"the server was still running {took:.2f} s after {name}",
             expected=f"exit status 0 within {EXIT_WITHIN:g} s",
             actual=f"still running: {_what_is_left(t)}",
+            context=_taken_by_a_thread(t, signum),
         )
     measure(f"exit after {name}", round(took * 1000), "ms")
     if status != 0:
