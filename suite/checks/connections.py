@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -266,6 +267,41 @@ class ProcessTree:
             except psutil.NoSuchProcess:
                 continue  # a child that ended while the tree was read
         return total
+
+
+def what_is_left(pid: int) -> str:
+    """The server's processes that are still there, for an exit check's failure."""
+    try:
+        return ProcessTree(pid).left()
+    except psutil.Error:
+        return "its process could not be read"
+
+
+def why_the_signal_may_be_lost(pid: int, signum: int) -> list[str]:
+    """A likely cause of an overrun, for the explanation: the server handles the
+    signal but other threads can take it. Empty when that is not so."""
+    try:
+        open_to = ProcessTree(pid).threads_open_to(signum)
+    except psutil.Error:
+        return []
+    if not open_to:
+        return []
+    name = signal.Signals(signum).name
+    which = "; ".join(f"pid {pid} handles {name}, and {_unblocked(count, others)}" for pid, count, others in open_to)
+    return [
+        f"A likely cause: {which}. The kernel hands a signal sent to a process to any thread that does not "
+        "block it, and Python runs the handler only in the main thread: if another thread took it, the main "
+        "thread sleeps on. Start each thread with SIGTERM and SIGINT blocked (docs/student-guide.md, "
+        "'Threads and signals')."
+    ]
+
+
+def _unblocked(count: int, others: int) -> str:
+    if others == 1:
+        return "its other thread does not block it"
+    if count == others:
+        return f"none of its {others} other threads blocks it"
+    return f"{count} of its {others} other threads do not block it"
 
 
 def _mask(status_file: str, field: str) -> int:

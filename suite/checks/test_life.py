@@ -29,11 +29,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
-
 from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
 from suite.checks import protocol
-from suite.checks.connections import ProcessTree
+from suite.checks.connections import what_is_left, why_the_signal_may_be_lost
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.targets.factory import TargetPool
@@ -76,40 +74,6 @@ def _signal(t: Target, signum: int = signal.SIGTERM) -> tuple[float, float]:
 def _wait_exit(t: Target, timeout: float) -> int | None:
     """The exit status, or None if the process is still running after ``timeout``."""
     return _process(t).wait(timeout)
-
-
-def _what_is_left(t: Target) -> str:
-    """The server's processes that are still there, for the failure message."""
-    try:
-        return ProcessTree(_process(t).pid).left()
-    except psutil.Error:
-        return "its process could not be read"
-
-
-def _taken_by_a_thread(t: Target, signum: int) -> list[str]:
-    """A likely cause, when the server handles the signal but other threads can take it."""
-    try:
-        open_to = ProcessTree(_process(t).pid).threads_open_to(signum)
-    except psutil.Error:
-        return []
-    if not open_to:
-        return []
-    name = signal.Signals(signum).name
-    which = "; ".join(f"pid {pid} handles {name}, and {_unblocked(count, others)}" for pid, count, others in open_to)
-    return [
-        f"A likely cause: {which}. The kernel hands a signal sent to a process to any thread that does not "
-        "block it, and Python runs the handler only in the main thread: if another thread took it, the main "
-        "thread sleeps on. Start each thread with SIGTERM and SIGINT blocked (docs/student-guide.md, "
-        "'Threads and signals')."
-    ]
-
-
-def _unblocked(count: int, others: int) -> str:
-    if others == 1:
-        return "its other thread does not block it"
-    if count == others:
-        return f"none of its {others} other threads blocks it"
-    return f"{count} of its {others} other threads do not block it"
 
 
 def _all_stdout(process: ServerHandle) -> bytes:
@@ -530,8 +494,8 @@ def _judge_exit(t: Target, signum: int, measure: Measure) -> None:
         raise Violation(
             f"the server was still running {took:.2f} s after {name}",
             expected=f"exit status 0 within {EXIT_WITHIN:g} s",
-            actual=f"still running: {_what_is_left(t)}",
-            context=_taken_by_a_thread(t, signum),
+            actual=f"still running: {what_is_left(_process(t).pid)}",
+            context=why_the_signal_may_be_lost(_process(t).pid, signum),
         )
     measure(f"exit after {name}", round(took * 1000), "ms")
     if status != 0:

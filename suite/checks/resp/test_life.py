@@ -6,6 +6,7 @@ import signal
 import time
 
 from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
+from suite.checks.connections import what_is_left, why_the_signal_may_be_lost
 from suite.profiles import resp
 from suite.profiles.dialects import Resp2Dialect
 
@@ -35,7 +36,8 @@ def test_sigterm_ends_the_server_within_5_s_with_status_0(fresh_target: FreshTar
                 f"the server was still running {took:.2f} s after SIGTERM (with an idle connection, one blocked in "
                 "BLPOP and one halfway through a request)",
                 expected=f"exit status 0 within {EXIT_WITHIN:g} s",
-                actual="still running",
+                actual=f"still running: {what_is_left(t.process.pid)}",
+                context=why_the_signal_may_be_lost(t.process.pid, signal.SIGTERM),
             )
         measure("exit after SIGTERM", round(took * 1000), "ms")
         if status != 0:
