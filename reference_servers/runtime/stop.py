@@ -16,8 +16,11 @@ from __future__ import annotations
 import os
 import select
 import signal
-import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the forking architectures must not import threading (its after-fork hook costs every child)
+    import threading
 
 GRACE_SECONDS = 4.0
 STOP_SIGNALS = frozenset({signal.SIGTERM, signal.SIGINT})
