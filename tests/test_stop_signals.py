@@ -28,6 +28,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from suite.checks.connections import signal_mask
 from suite.targets.process import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,13 +70,13 @@ def _serving_one_connection(name: str) -> Iterator[tuple[ServerProcess, psutil.P
             yield server, master
 
 
-def _worker_threads(process: psutil.Process) -> list[int]:
-    """Thread ids of every thread in the tree that is not its process's main thread."""
+def _worker_threads(process: psutil.Process) -> list[tuple[int, int]]:
+    """(pid, thread id) of every thread in the tree that is not its process's main thread."""
     ids = []
     for member in [process, *process.children(recursive=True)]:
         with contextlib.suppress(psutil.NoSuchProcess):
             ids += [(member.pid, thread.id) for thread in member.threads() if thread.id != member.pid]
-    return [tid for _, tid in ids]
+    return ids
 
 
 def _wait_for_worker_threads(process: psutil.Process, count: int) -> None:
@@ -84,14 +85,6 @@ def _wait_for_worker_threads(process: psutil.Process, count: int) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{count} worker threads did not appear within {DEADLINE} s")
         time.sleep(0.01)  # polling a condition (threads starting), under the deadline above
-
-
-def _blocked_signals(tid: int) -> set[int]:
-    for line in Path(f"/proc/{tid}/status").read_text().splitlines():
-        if line.startswith("SigBlk:"):
-            mask = int(line.split()[1], 16)
-            return {signum for signum in range(1, 65) if mask >> (signum - 1) & 1}
-    raise AssertionError(f"/proc/{tid}/status has no SigBlk line")
 
 
 def _wait_until_stopped(process: psutil.Process) -> None:
@@ -105,8 +98,9 @@ def _wait_until_stopped(process: psutil.Process) -> None:
 @pytest.mark.parametrize("arch", list(WORKER_THREADS))
 def test_worker_threads_block_the_stop_signals(arch: str) -> None:
     with _serving_one_connection(arch) as (_, tree):
-        for tid in _worker_threads(tree):
-            missing = {signal.Signals(signum).name for signum in set(STOP_SIGNALS) - _blocked_signals(tid)}
+        for pid, tid in _worker_threads(tree):
+            blocked = signal_mask(f"/proc/{pid}/task/{tid}/status", "SigBlk")
+            missing = {signal.Signals(signum).name for signum in STOP_SIGNALS if not blocked >> (signum - 1) & 1}
             assert not missing, (
                 f"{arch}: worker thread {tid} can take {', '.join(sorted(missing))}, which Python handles "
                 "only in the main thread: the main thread would sleep on and the server ignore the stop"

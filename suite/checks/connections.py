@@ -249,10 +249,11 @@ class ProcessTree:
         bit = 1 << (signum - 1)
         for process in self.processes():
             try:
-                if not _mask(f"/proc/{process.pid}/status", "SigCgt") & bit:
+                if not signal_mask(f"/proc/{process.pid}/status", "SigCgt") & bit:
                     continue
                 others = [thread.id for thread in process.threads() if thread.id != process.pid]
-                open_to = [tid for tid in others if not _mask(f"/proc/{process.pid}/task/{tid}/status", "SigBlk") & bit]
+                tasks = f"/proc/{process.pid}/task"
+                open_to = [tid for tid in others if not signal_mask(f"{tasks}/{tid}/status", "SigBlk") & bit]
             except (psutil.Error, OSError):
                 continue  # ended while it was being read
             if open_to:
@@ -304,7 +305,7 @@ def _unblocked(count: int, others: int) -> str:
     return f"{count} of its {others} other threads do not block it"
 
 
-def _mask(status_file: str, field: str) -> int:
+def signal_mask(status_file: str, field: str) -> int:
     """A signal mask from /proc/.../status (SigCgt, SigBlk): bit n-1 is signal n."""
     with open(status_file) as status:
         for line in status:

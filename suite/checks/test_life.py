@@ -491,11 +491,12 @@ def _judge_exit(t: Target, signum: int, measure: Measure) -> None:
     status = _wait_exit(t, before + EXIT_WITHIN + EXIT_MARGIN - time.monotonic())
     took = time.monotonic() - before
     if status is None:
+        pid = _process(t).pid
         raise Violation(
             f"the server was still running {took:.2f} s after {name}",
             expected=f"exit status 0 within {EXIT_WITHIN:g} s",
-            actual=f"still running: {what_is_left(_process(t).pid)}",
-            context=why_the_signal_may_be_lost(_process(t).pid, signum),
+            actual=f"still running: {what_is_left(pid)}",
+            context=why_the_signal_may_be_lost(pid, signum),
         )
     measure(f"exit after {name}", round(took * 1000), "ms")
     if status != 0:
