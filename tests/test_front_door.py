@@ -337,6 +337,18 @@ def test_a_stop_taken_by_a_worker_thread_is_explained(tmp_path: Path) -> None:
     )
 
 
+def test_a_node_server_that_overruns_gets_no_hint_about_python(tmp_path: Path) -> None:
+    """The Node student server waits for its connections to close before it exits,
+    so it overruns CH-LIFE-9. Node has threads open to SIGTERM by design, and its
+    handlers do not depend on the main thread: the Python hint must not appear."""
+    server = REPO / "tests" / "servers" / "node_student" / "server.js"
+    result, _ = sockspec("run", "--cmd", f"node {server} --port {{port}}", "--only", "CH-LIFE-9", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "the server was still running" in output, output
+    assert "A likely cause" not in output, output
+
+
 def test_a_target_that_exits_during_the_run_is_named_as_the_cause(tmp_path: Path) -> None:
     """The server crashes (status 3, a traceback) at its first INCR: what fails after
     that says so, with its stderr, once; nothing reads as a plain "refused"."""

@@ -7,6 +7,8 @@ during an attack."""
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import select
 import signal
 import threading
@@ -279,10 +281,12 @@ def what_is_left(pid: int) -> str:
 
 
 def why_the_signal_may_be_lost(pid: int, signum: int) -> list[str]:
-    """A likely cause of an overrun, for the explanation: the server handles the
-    signal but other threads can take it. Empty when that is not so."""
+    """A likely cause of an overrun, for the explanation: a Python server handles
+    the signal but other threads can take it. Empty when that is not so. Only
+    Python's handlers are tied to the main thread: Node, Go or C servers have
+    threads open to the signal by design, and the hint would mislead them."""
     try:
-        open_to = ProcessTree(pid).threads_open_to(signum)
+        open_to = [found for found in ProcessTree(pid).threads_open_to(signum) if _runs_python(found[0])]
     except psutil.Error:
         return []
     if not open_to:
@@ -295,6 +299,16 @@ def why_the_signal_may_be_lost(pid: int, signum: int) -> list[str]:
         "thread sleeps on. Start each thread with SIGTERM and SIGINT blocked (docs/student-guide.md, "
         "'Threads and signals')."
     ]
+
+
+PYTHON_EXECUTABLE = re.compile(r"python[0-9.]*\Z")  # python, python3, python3.11 (the real binary, not a venv link)
+
+
+def _runs_python(pid: int) -> bool:
+    try:
+        return PYTHON_EXECUTABLE.match(os.path.basename(psutil.Process(pid).exe())) is not None
+    except psutil.Error:
+        return False
 
 
 def _unblocked(count: int, others: int) -> str:
