@@ -49,6 +49,9 @@ def requirement(*ids: str) -> pytest.MarkDecorator:
 
 
 informational = pytest.mark.informational
+# The check mostly waits out the server's timers on an instance of its own: a worker
+# may run it beside its next checks (suite.overlap).
+waits = pytest.mark.waits
 
 
 def not_applicable(reason: str) -> None:

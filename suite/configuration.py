@@ -64,6 +64,7 @@ class RunSettings:
     shard: tuple[int, int] | None = None  # --shard I/N: this run checks share I of N
     robust_scale: float = 1.0  # --robust-scale: how much larger than the default the ROBUST attacks are
     profile: str = profiles.DEFAULT  # --profile: the protocol judged (suite.profiles)
+    overlap: int = 2  # --overlap: checks that wait, run beside each worker's current one (suite.overlap)
 
     @property
     def has_target(self) -> bool:
@@ -92,6 +93,9 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
     robust_scale = get("robust_scale")
     if robust_scale is None or not (math.isfinite(robust_scale) and robust_scale >= 1):
         raise UsageProblem("--robust-scale wants a number of at least 1 (1 is the default size)")
+    overlap = get("overlap")
+    if overlap is None or overlap < 0:
+        raise UsageProblem("--overlap wants a whole number of checks, 0 or more (0 runs every check in turn)")
     seed = worker_seed if worker_seed is not None else get("seed")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
@@ -114,6 +118,7 @@ def read(get: GetOption, *, worker_seed: int | None = None) -> RunSettings:
         shard=shard,
         robust_scale=float(robust_scale),
         profile=profile,
+        overlap=int(overlap),
     )
 
 

@@ -197,6 +197,16 @@ SHARED = (
         type=float,
     ),
     Option(
+        "--overlap",
+        "value",
+        "run",
+        "how many checks that wait out the server's timers (idle timeouts, the shutdown deadline) each worker runs"
+        " beside its current check; 0 runs every check in turn (default 2)",
+        "N",
+        2,
+        type=int,
+    ),
+    Option(
         "--check-timeout",
         "value",
         "run",

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import configuration as hypothesis_configuration
 from hypothesis import settings as hypothesis_settings
 
-from . import configuration, fixtures, preflight, reaper, requirements
+from . import configuration, fixtures, overlap, preflight, reaper, requirements
 from .area_by_area import AreaByArea
 from .configuration import RunSettings, UsageProblem
 from .docker import lifecycle
@@ -56,6 +56,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "requirement(*ids): the PROTOCOL.md requirement(s) a check covers")
     config.addinivalue_line("markers", "informational: the check measures; its verdict is INFO")
+    config.addinivalue_line("markers", overlap.MARKER)
     worker: dict[str, Any] | None = getattr(config, "workerinput", None)
 
     def get(name: str) -> Any:
@@ -74,6 +75,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not settings.has_target:
         return
     state.previous_handlers = reaper.interrupts_unwind()
+    if settings.overlap and not settings.area_by_area:  # area by area, each area ends before the next starts
+        config.pluginmanager.register(overlap.SideBySide(settings.overlap), "sockspec-overlap")
     _no_files_left_behind(config, state)
     if worker is None:
         state.groups_dir = reaper.open_run()
@@ -97,6 +100,13 @@ def pytest_configure(config: pytest.Config) -> None:
         unanswered = preflight.check_targets(settings, state.docker)
         if unanswered is not None:
             pytest.exit(unanswered, returncode=2)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # After every plugin's configure: the hook goes before pytest's own, which reports what it gets.
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.settings.has_target:
+        state.restore_unraisable = reaper.interrupts_survive_gc_callbacks()
 
 
 def _no_files_left_behind(config: pytest.Config, state: RunState) -> None:
@@ -132,6 +142,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if state.groups_dir is not None:
         reaper.sweep(state.groups_dir)
     reaper.restore_handlers(state.previous_handlers)
+    state.restore_unraisable()
     if state.previous_hypothesis is not None:
         home, profile = state.previous_hypothesis
         hypothesis_configuration.set_hypothesis_home_dir(home)
@@ -196,6 +207,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         # xdist hands out checks in this order: the dearest first, so that the
         # long ones overlap the rest instead of making the run's tail.
         keep.sort(key=lambda item: -_weight(item) if is_check(item) else 0)
+        if settings.overlap and not settings.area_by_area:
+            keep = overlap.spread(keep)
     items[:] = keep
 
 

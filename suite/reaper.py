@@ -12,13 +12,17 @@ controller sweeps the directory when the run ends, however it ends.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +121,30 @@ def restore_handlers(previous: dict[int, Any]) -> None:
     if threading.current_thread() is threading.main_thread():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def interrupts_survive_gc_callbacks() -> Callable[[], None]:
+    """A KeyboardInterrupt raised while the main thread runs a garbage
+    collector's callback (Hypothesis keeps one) cannot propagate: Python
+    prints it as "Exception ignored" and drops it, so a Ctrl-C would be lost
+    and a traceback shown. Such an interrupt is asked for again instead
+    (``interrupt_main``), to be raised at the main thread's next instruction.
+    Returns the function that puts the previous hook back."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if unraisable.exc_type is KeyboardInterrupt and unraisable.object in gc.callbacks:
+            _thread.interrupt_main()
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        if sys.unraisablehook is hook:
+            sys.unraisablehook = previous
+
+    return restore
 
 
 def interrupted_by() -> str | None:

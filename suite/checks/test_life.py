@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
+from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement, waits
 from suite.checks import protocol
 from suite.checks.connections import what_is_left, why_the_signal_may_be_lost
 from suite.probe import Probe, silent_until
@@ -37,6 +37,9 @@ from suite.targets.base import Target
 from suite.targets.factory import TargetPool
 from suite.targets.process import Endpoint, ServerHandle, TargetNotReady
 from suite.wire import Ending, Wire, frame
+
+# Each check waits out a timer on an instance of its own: a worker runs it beside its next checks.
+pytestmark = waits
 
 # ready-line = %s"READY" SP %s"cloudhash/1" SP host SP port [ SP %s"tls=" port ] LF
 READY_LINE = re.compile(rb"\AREADY cloudhash/1 ([^ \r\n]+) ([0-9]{1,5})(?: tls=([0-9]{1,5}))?\n\Z")

@@ -26,10 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from suite.api import FreshTarget, HarnessError, Measure, Unsupported, Violation, not_applicable, requirement
+from suite.api import FreshTarget, HarnessError, Measure, Unsupported, Violation, not_applicable, requirement, waits
 from suite.probe import Probe, silent_until
 from suite.targets.base import Target
 from suite.wire import Ending
+
+# Each check waits out a timer on an instance of its own: a worker runs it beside its next checks.
+pytestmark = waits
 
 IDLE_SECONDS = 1.0  # what the checks ask for with {idle}
 LONGEST_IDLE_MS = 5000  # longer declared timeouts would make these checks too slow

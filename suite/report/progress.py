@@ -64,7 +64,7 @@ class AreaCount:
 
     def line(self, now: float) -> str:
         """``FRAME     42/42 checks  2 failed  6.1 s``"""
-        target = f"{self.target:<16}" if self.target else ""
+        target = f"{self.target:<15} " if self.target else ""  # a long name still gets its space
         text = (
             f"{self.area:<9} {target}{self.done}/{self.total} checks  {self.failed} failed  {self.elapsed(now):.1f} s"
         )

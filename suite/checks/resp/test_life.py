@@ -5,10 +5,13 @@ from __future__ import annotations
 import signal
 import time
 
-from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement
+from suite.api import FreshTarget, Measure, Violation, fresh_key, not_applicable, requirement, waits
 from suite.checks.connections import what_is_left, why_the_signal_may_be_lost
 from suite.profiles import resp
 from suite.profiles.dialects import Resp2Dialect
+
+# Each check waits out a timer on an instance of its own: a worker runs it beside its next checks.
+pytestmark = waits
 
 RESP2 = Resp2Dialect()
 EXIT_WITHIN = 5.0

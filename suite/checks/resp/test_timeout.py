@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import time
 
-from suite.api import FreshTarget, Measure, Unsupported, not_applicable, requirement
+from suite.api import FreshTarget, Measure, Unsupported, not_applicable, requirement, waits
 from suite.probe import Probe
 from suite.profiles.dialects import Resp2Dialect
 from suite.targets.base import Target
 from suite.wire import Ending
+
+# Each check waits out a timer on an instance of its own: a worker runs it beside its next checks.
+pytestmark = waits
 
 RESP2 = Resp2Dialect()
 IDLE_SECONDS = 1.0  # what the checks ask for with {idle}
