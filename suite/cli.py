@@ -387,7 +387,15 @@ def _pytest(args: list[str], progress: Progress | None = None) -> int:
         args += ["--tb=no", "-rN", "-o", "console_output_style=classic"]
         args += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the suite is imported before pytest starts
         plugins.append(progress)
-    code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args], plugins=plugins))
+    try:
+        code = int(pytest.main([str(CHECKS), "-p", "no:cacheprovider", "-p", "no:randomly", *args], plugins=plugins))
+    except Exception:
+        if reaper.interrupted_by() is None:
+            raise
+        # pytest can fail while it reports an interrupt that came at an awkward moment (in
+        # its set-up, a traceback entry without a line number): the run was interrupted all
+        # the same, and the user is told that, not pytest's traceback.
+        raise KeyboardInterrupt from None
     # pytest's own codes for usage problems, internal errors and empty
     # selections all mean the suite could not judge: the contract says 2.
     return code if code in (EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED) else EXIT_USAGE

@@ -107,3 +107,21 @@ def test_run_hands_each_shared_option_to_the_plugin_unchanged(option: Option) ->
     received = plugin.parse_args(passed_on)
     expected = {"switch": True, "repeat": ["a=1", "b=2"], "value": (option.type or str)("7")}[option.kind]
     assert getattr(received, option.name) == expected, f"{option.flag}: sockspec run passed on {passed_on}"
+
+
+def test_pytest_failing_while_it_reports_an_interrupt_is_still_an_interrupt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest 9 can raise while it formats a KeyboardInterrupt that came during its
+    own set-up (a traceback entry without a line number). The suite's logic: after
+    an interrupt, any such failure is the interrupt; without one, it is a real error."""
+    from suite import cli, reaper
+
+    def pytest_main_failing(*args: object, **kwargs: object) -> int:
+        raise TypeError("unsupported operand type(s) for -: 'NoneType' and 'int'")
+
+    monkeypatch.setattr(cli.pytest, "main", pytest_main_failing)
+    monkeypatch.setattr(reaper, "_received", [])
+    with pytest.raises(TypeError):
+        cli._pytest([])
+    reaper._received.append(2)  # SIGINT, as the handler records it
+    with pytest.raises(KeyboardInterrupt):
+        cli._pytest([])

@@ -404,7 +404,9 @@ def probe_mark_resumes(target: Target) -> object:
 
 
 def probe_timers_keep_closed(target: Target) -> object:
-    """3000 short connections beside an idle one: does the server keep 3 MiB or more of them?"""
+    """3000 short connections beside an idle one: does the server keep 2 MiB or more of them?
+    (Measured here: the mutant 4.2 to 4.5 MiB, the reference 0.0. The bound was 3 MiB until a
+    loaded CI run measured the mutant under it.)"""
     with target.serve("--idle-timeout", "60") as server, server.connect() as idle:
         idle.send(b"PING\r\n")
         assert idle.read_line(3.0) == b"+PONG\r\n"
@@ -413,7 +415,7 @@ def probe_timers_keep_closed(target: Target) -> object:
         before = tree.memory()
         churn(server, 3000)
         tree.settled(tree.descriptors, 0, 0.5)
-        return tree.memory() - before > 3 << 20
+        return tree.memory() - before > 2 << 20
 
 
 def churn(server: Running, count: int) -> None:
