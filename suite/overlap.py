@@ -56,8 +56,10 @@ def spread(items: list[pytest.Item]) -> list[pytest.Item]:
     before the final others: xdist hands each worker a contiguous share, and
     a worker keeps its core busy only while it has other checks to run beside
     those that wait."""
-    aside = [item for item in items if runs_aside(item)]
-    others = [item for item in items if not runs_aside(item)]
+    aside: list[pytest.Item] = []
+    others: list[pytest.Item] = []
+    for item in items:
+        (aside if runs_aside(item) else others).append(item)
     if not aside or not others:
         return items
     before: dict[int, list[pytest.Item]] = {}  # the others' index -> the aside checks that go before it

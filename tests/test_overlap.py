@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -55,7 +56,7 @@ def _run(
         output, _ = run.communicate(timeout=RUN_DEADLINE)
     finally:
         if run.poll() is None:
-            os.killpg(run.pid, 9)
+            os.killpg(run.pid, signal.SIGKILL)
             run.wait()
     text = output.decode(errors="replace")
     assert run.returncode in (0, 1), f"exit {run.returncode}:\n{text[-3000:]}"

@@ -15,12 +15,13 @@ import socket
 
 from reference_servers.core import DictStore, ServerConnection, ServerInfo
 from reference_servers.runtime.session import Session
+from tests.client_support import read_line
 
 
 def _tcp_pair() -> tuple[socket.socket, socket.socket]:
     """(the server's side, the peer's side) of a real loopback TCP connection."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
-        peer = socket.create_connection(listener.getsockname(), timeout=5.0)
+        peer = socket.create_connection(listener.getsockname(), timeout=5.0)  # every read has this deadline
         listener.settimeout(5.0)
         server_side, _ = listener.accept()
     return server_side, peer
@@ -33,17 +34,6 @@ def _wait_until_held(sock: socket.socket) -> None:
     assert poller.poll(5000), "the request never reached the server's socket"
 
 
-def _read_reply(peer: socket.socket) -> bytes:
-    peer.settimeout(5.0)
-    data = b""
-    while not data.endswith(b"\r\n"):
-        chunk = peer.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def test_a_request_the_kernel_holds_at_the_stop_is_answered_normally() -> None:
     server_side, peer = _tcp_pair()
     with server_side, peer:
@@ -53,8 +43,8 @@ def test_a_request_the_kernel_holds_at_the_stop_is_answered_normally() -> None:
         _wait_until_held(server_side)
         session.begin_shutdown(0.0)
         session.on_writable(0.0)
-        # The PING's reply, then the one SHUTDOWN an idle connection gets (CH-LIFE-5).
-        assert _read_reply(peer).split(b"\r\n")[0] == b"+PONG", "received before the stop: answered, not SHUTDOWN"
+        # The PING's reply comes first (then the one SHUTDOWN an idle connection gets, CH-LIFE-5).
+        assert read_line(peer) == b"+PONG\r\n", "received before the stop: answered, not SHUTDOWN"
 
 
 def test_a_request_sent_after_the_stop_gets_shutdown() -> None:
@@ -66,4 +56,4 @@ def test_a_request_sent_after_the_stop_gets_shutdown() -> None:
         peer.sendall(b"PING\r\n")
         session.on_readable(0.0)
         session.on_writable(0.0)
-        assert _read_reply(peer).startswith(b"-ERR SHUTDOWN"), "after the stop: SHUTDOWN"
+        assert read_line(peer).startswith(b"-ERR SHUTDOWN"), "after the stop: SHUTDOWN"
