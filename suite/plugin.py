@@ -74,7 +74,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(fixtures, "sockspec-fixtures")
     if not settings.has_target:
         return
-    state.previous_handlers = reaper.interrupts_unwind()
+    previous_handlers = reaper.interrupts_unwind()
+    if worker is None:
+        # Put back after pytest's own last steps (cleanups run last-in, first-out, and this
+        # configure runs first): its final garbage collections run Hypothesis's gc callback,
+        # where only this handler keeps an interrupt. A worker's process ends with its session.
+        config.add_cleanup(lambda: reaper.restore_handlers(previous_handlers))
     if settings.overlap and not settings.area_by_area:  # area by area, each area ends before the next starts
         config.pluginmanager.register(overlap.SideBySide(settings.overlap), "sockspec-overlap")
     _no_files_left_behind(config, state)
@@ -100,13 +105,6 @@ def pytest_configure(config: pytest.Config) -> None:
         unanswered = preflight.check_targets(settings, state.docker)
         if unanswered is not None:
             pytest.exit(unanswered, returncode=2)
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    # After every plugin's configure: the hook goes before pytest's own, which reports what it gets.
-    state = session.config.stash.get(STATE, None)
-    if state is not None and state.settings.has_target:
-        state.restore_unraisable = reaper.interrupts_survive_gc_callbacks()
 
 
 def _no_files_left_behind(config: pytest.Config, state: RunState) -> None:
@@ -141,8 +139,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         state.docker.close()
     if state.groups_dir is not None:
         reaper.sweep(state.groups_dir)
-    reaper.restore_handlers(state.previous_handlers)
-    state.restore_unraisable()
     if state.previous_hypothesis is not None:
         home, profile = state.previous_hypothesis
         hypothesis_configuration.set_hypothesis_home_dir(home)

@@ -18,12 +18,11 @@ import gc
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psutil
@@ -123,35 +122,28 @@ def restore_handlers(previous: dict[int, Any]) -> None:
             signal.signal(signum, handler)
 
 
-def interrupts_survive_gc_callbacks() -> Callable[[], None]:
-    """A KeyboardInterrupt raised while the main thread runs a garbage
-    collector's callback (Hypothesis keeps one) cannot propagate: Python
-    prints it as "Exception ignored" and drops it, so a Ctrl-C would be lost
-    and a traceback shown. Such an interrupt is asked for again instead
-    (``interrupt_main``), to be raised at the main thread's next instruction.
-    Returns the function that puts the previous hook back."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: sys.UnraisableHookArgs) -> None:
-        if unraisable.exc_type is KeyboardInterrupt and unraisable.object in gc.callbacks:
-            _thread.interrupt_main()
-            return
-        previous(unraisable)
-
-    sys.unraisablehook = hook
-
-    def restore() -> None:
-        if sys.unraisablehook is hook:
-            sys.unraisablehook = previous
-
-    return restore
-
-
 def interrupted_by() -> str | None:
     """The name of the first interrupting signal received, if any."""
     return signal.Signals(_received[0]).name if _received else None
 
 
-def _interrupt(signum: int, frame: object) -> None:
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    if _inside_a_gc_callback(frame):
+        # Raised there, the interrupt could not propagate: Python would print it as
+        # "Exception ignored" and drop it. Another thread sends it again to the main thread,
+        # to be handled once that has left the callback (Hypothesis's times the collector:
+        # a few instructions), or deferred once more. Asked for here (interrupt_main) or
+        # through threading's start, which waits, it would be handled at once, still inside.
+        _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signum))  # handlers run in main
+        return
     _received.append(signum)
     raise KeyboardInterrupt
+
+
+def _inside_a_gc_callback(frame: FrameType | None) -> bool:
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False

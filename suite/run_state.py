@@ -5,7 +5,6 @@ requirements and target."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +24,6 @@ class RunState:
     docker_reason: str = ""  # why there is no Docker for the DNS scenarios
     groups_dir: Path | None = None  # the controller's record of every process group (reaper)
     scratch: Path | None = None  # Hypothesis's files for this run, removed at its end
-    previous_handlers: dict[int, Any] = dataclasses.field(default_factory=dict)  # put back at the end (pytester)
-    restore_unraisable: Callable[[], None] = lambda: None  # puts sys.unraisablehook back (reaper)
     previous_hypothesis: tuple[Any, Any] | None = None
 
 

@@ -4,9 +4,12 @@ and a group started after the sweep does not outlive the run."""
 
 from __future__ import annotations
 
+import gc
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +130,32 @@ def test_without_a_run_tracking_does_nothing(
     reaper.track(leader.pid)
 
     assert leader.poll() is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_an_interrupt_that_lands_in_a_gc_callback_is_raised_after_it(
+    signum: signal.Signals, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raised inside a garbage collector's callback (Hypothesis keeps one), an interrupt
+    # cannot propagate: Python prints "Exception ignored" and the Ctrl-C is lost.
+    unraisable: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    landed: list[str] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and not landed:
+            landed.append(phase)
+            os.kill(os.getpid(), signum)  # its handler runs here, at the callback's next instruction
+
+    previous = reaper.interrupts_unwind()
+    gc.callbacks.append(callback)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            gc.collect()
+            threading.Event().wait(10)  # the interrupt ends this wait, or it was lost
+    finally:
+        gc.callbacks.remove(callback)
+        reaper.restore_handlers(previous)
+    assert landed == ["start"], "the callback did not run"
+    assert unraisable == [], f"the interrupt was dropped in the callback: {unraisable[0].exc_type}"
+    assert reaper.interrupted_by() == signum.name
