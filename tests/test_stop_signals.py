@@ -13,7 +13,13 @@ The race is made certain rather than waited for: the server is stopped
 process, and the first thread to run takes it. Without the blocking, a worker
 thread is often first (thread-pool: 3 to 5 runs of 5 hung; thread-per-connection:
 about half), so a server with worker threads gets ROUNDS tries. Real servers,
-real signals."""
+real signals.
+
+The second race is the interpreter's own: Python's handler runs between two
+instructions, so a signal that comes just before the main thread enters its
+wait leaves that wait asleep. The servers give the C-level handler a pipe to
+write (signal.set_wakeup_fd) and watch it. That state is made certain too: a
+bystander thread takes the signal while the main thread, which blocks it, waits."""
 
 from __future__ import annotations
 
@@ -35,6 +41,8 @@ REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 10.0  # seconds: for the threads to appear, and for a stopped process to show it
 EXIT_WITHIN = 5.0 + 0.5  # PROTOCOL.md's 5 s (CH-LIFE-9), with the suite's margin for a loaded machine
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The kernel's names for a sleep in poll or select, epoll_wait, and accept.
+WAITS = {"poll_schedule_timeout.constprop.0", "do_epoll_wait", "inet_csk_accept"}
 ROUNDS = 8  # for a server with worker threads: at half a chance of a hang each, 1 in 256 would miss it
 
 # Each server with the worker threads it has once one connection is served (the
@@ -133,3 +141,60 @@ def _all_threads(process: psutil.Process) -> list[int]:
     with contextlib.suppress(psutil.NoSuchProcess):
         return [thread.id for thread in process.threads()]
     return []
+
+
+# The reference server, with SIGINT blocked in its main thread and a bystander
+# thread open to it and asleep: the kernel hands SIGINT to the bystander, whose
+# C-level handler runs at once, while the Python-level handler waits for the main
+# thread to run an instruction. That is the state a signal leaves when it comes
+# just before the main thread enters its wait (after the interpreter's last look
+# for signals), which a loaded machine makes wide enough to hit now and then:
+# preforking and hybrid each once "still running 5.50 s after SIGINT", their
+# masters asleep in poll and their workers never told.
+WITH_A_BYSTANDER = """
+import _thread, runpy, select, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+open_to_it = _thread.allocate_lock()
+open_to_it.acquire()
+def bystander():
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    open_to_it.release()
+    select.select([], [], [])
+_thread.start_new_thread(bystander, ())
+open_to_it.acquire()
+command = sys.argv[1:]  # the server's own command line, without its interpreter
+if command[0] == "-m":
+    sys.argv = command[1:]
+    runpy.run_module(command[1], run_name="__main__")
+else:
+    sys.argv = command
+    runpy.run_path(command[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("arch", list(WORKER_THREADS))
+def test_a_stop_whose_python_handler_has_not_run_still_wakes_the_main_thread(arch: str) -> None:
+    argv = [sys.executable, "-c", WITH_A_BYSTANDER, *_argv(arch)[1:]]
+    with ServerProcess(argv, cwd=str(REPO)) as server:
+        server.start(timeout=15.0)
+        tree = psutil.Process(server.pid)
+        _wait_until_the_main_thread_waits(server.pid)  # READY comes before the serving loop
+        server.send_signal(signal.SIGINT)
+        status = server.wait(EXIT_WITHIN)
+        if status is None:
+            states = {tid: Path(f"/proc/{server.pid}/task/{tid}/wchan").read_text() for tid in _all_threads(tree)}
+            raise AssertionError(
+                f"{arch} was still running {EXIT_WITHIN} s after a SIGINT its main thread did not take; its "
+                f"threads sleep in {states}: the main thread's wait was not woken by the signal itself"
+            ) from None
+        assert status == 0, f"{arch} exited with status {status} after SIGINT, expected 0"
+
+
+def _wait_until_the_main_thread_waits(pid: int) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while (where := Path(f"/proc/{pid}/wchan").read_text()) not in WAITS:
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the main thread of {pid} was not asleep in poll or epoll within {DEADLINE} s: {where}"
+            )
+        time.sleep(0.001)  # polling a condition, under the deadline above

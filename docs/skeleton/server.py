@@ -12,7 +12,9 @@ and check it:
 """
 
 import argparse
+import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -107,8 +109,7 @@ def parse_int64(value: bytes) -> int | None:
 
 
 def close_after(conn: socket.socket, final: bytes) -> None:
-    """Section 9: write the final message, send FIN, drain, then close.
-    Closing with unread input would send RST, and RST can destroy the reply."""
+    """Section 9: write, FIN, drain, close (unread input would send an RST, which can destroy the reply)."""
     try:
         conn.sendall(final)
         conn.shutdown(socket.SHUT_WR)
@@ -168,20 +169,24 @@ def main() -> None:
     host, port = listener.getsockname()[:2]
     # stdout to a pipe is block-buffered: without flush the suite never sees READY.
     print(f"READY cloudhash/1 {host} {port}", flush=True)
+    # A signal that comes just before accept() is handled only once it returns. The C-level
+    # handler writes this pipe at once, so wait for either in select, then accept.
+    wake_read, wake_write = os.pipe2(os.O_NONBLOCK)
+    signal.set_wakeup_fd(wake_write)
     while True:
+        if listener not in select.select([listener, wake_read], [], [])[0]:
+            continue  # a signal woke us: its handler has run
         conn, _ = listener.accept()
         if slots.acquire(blocking=False):
-            # Python runs signal handlers only in the main thread, but the kernel
-            # may hand SIGTERM to any thread that does not block it: then accept()
-            # above never returns and the server ignores the signal. A new thread
-            # inherits the mask of the thread that starts it, so block them here.
+            # Python runs signal handlers only in the main thread, but the kernel may
+            # hand SIGTERM to any thread that does not block it. A new thread inherits
+            # the mask of the thread that starts it, so block them here.
             signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
             threading.Thread(target=serve, args=(conn,), daemon=True).start()
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         else:
-            # Over the limit: BUSY at once, without reading. The client has sent
-            # nothing yet, so closing right after the FIN does not cause an RST,
-            # and the accept loop never waits on a refused client.
+            # Over the limit: BUSY at once, without reading. The client has sent nothing yet, so
+            # closing right after the FIN causes no RST, and accept never waits on a refused client.
             try:
                 conn.sendall(b"-ERR BUSY too many connections\r\n")
                 conn.shutdown(socket.SHUT_WR)

@@ -24,6 +24,10 @@ class Children:
         os.set_blocking(self.wake_fd, False)
         os.set_blocking(self._wake_write, False)
         signal.signal(signal.SIGCHLD, self._on_sigchld)
+        # Every signal the process handles, SIGCHLD included, now wakes through this pipe,
+        # which every wait of the parent watches and drains (reap): a stop that comes just
+        # before a wait wakes it too (stop.py).
+        signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -33,6 +37,7 @@ class Children:
         if pid == 0:
             status = 0
             try:
+                signal.set_wakeup_fd(-1)  # the parent's pipe, closed below; the child's own stop sets its own
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 os.close(self.wake_fd)
                 os.close(self._wake_write)

@@ -1,7 +1,11 @@
 """SIGTERM and SIGINT as a readable file descriptor every loop can watch.
 
 The pipe is written once and never read, so it stays readable: every thread
-and loop that polls it sees the stop, not just the first one.
+and loop that polls it sees the stop, not just the first one. It is also the
+interpreter's wakeup fd, written by the C-level handler at the signal itself,
+so a wait that began just before the Python-level handler could run still
+wakes. (A process that forks children moves the wakeup fd to a pipe of its
+own, which its waits drain: SIGCHLD must not look like a stop.)
 
 Python runs signal handlers only in the main thread, but the kernel hands a
 signal sent to the process to any thread that does not block it. A worker
@@ -48,6 +52,11 @@ class StopSignal:
     def install(self) -> None:
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
+        # The handler above is Python's: it runs in the main thread, between two of its
+        # instructions. A signal that comes after the interpreter's last look and before
+        # the main thread enters its wait, or that another thread's C-level handler takes,
+        # would leave that wait asleep. The C-level handler writes the pipe itself, at once.
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
 
     def request(self) -> None:
         if self.requested_at is None:
