@@ -337,6 +337,20 @@ def test_a_stop_taken_by_a_worker_thread_is_explained(tmp_path: Path) -> None:
     )
 
 
+def test_a_stop_that_accept_sleeps_through_is_explained(tmp_path: Path) -> None:
+    """A server whose handler only sets a flag, read by a loop asleep in accept():
+    it would stop at the next client. The failure points at the accept."""
+    server = REPO / "tests" / "servers" / "stops_at_the_next_client.py"
+    result, _ = sockspec("run", "--cmd", f"{PYTHON} {server} --port {{port}}", "--only", "CH-LIFE-9", cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "the server was still running" in output and "after SIGINT" in output, output
+    assert re.search(
+        r"A likely cause: pid \d+ handles SIGINT, yet its main thread still sleeps in accept\(\)", output
+    ), "the failure points at the accept: " + output
+    assert "does not block it" not in output, "its threads block the stop signals: no thread hint"
+
+
 def test_a_node_server_that_overruns_gets_no_hint_about_python(tmp_path: Path) -> None:
     """The Node student server waits for its connections to close before it exits,
     so it overruns CH-LIFE-9. Node has threads open to SIGTERM by design, and its

@@ -262,6 +262,21 @@ class ProcessTree:
                 found.append((process.pid, len(open_to), len(others)))
         return found
 
+    def asleep_in_accept(self, signum: int) -> list[int]:
+        """The processes that handle ``signum`` and whose main thread still
+        sleeps in accept(), for a failure's explanation."""
+        found = []
+        for process in self.processes():
+            try:
+                if not signal_mask(f"/proc/{process.pid}/status", "SigCgt") & 1 << (signum - 1):
+                    continue
+                with open(f"/proc/{process.pid}/wchan") as wchan:
+                    if wchan.read() == "inet_csk_accept":  # the kernel's name for a TCP accept() asleep
+                        found.append(process.pid)
+            except (psutil.Error, OSError):
+                continue  # ended while it was being read
+        return found
+
     def _sum(self, measure: Callable[[psutil.Process], int]) -> int:
         total = 0
         for process in self.processes():
@@ -282,16 +297,28 @@ def what_is_left(pid: int) -> str:
 
 def why_the_signal_may_be_lost(pid: int, signum: int) -> list[str]:
     """A likely cause of an overrun, for the explanation: a Python server handles
-    the signal but other threads can take it. Empty when that is not so. Only
-    Python's handlers are tied to the main thread: Node, Go or C servers have
-    threads open to the signal by design, and the hint would mislead them."""
+    the signal but other threads can take it, or a server handles it and its main
+    thread sleeps on in accept(). Empty when neither is so. Only Python's handlers
+    are tied to the main thread: Node, Go or C servers have threads open to the
+    signal by design, and the first hint would mislead them."""
+    name = signal.Signals(signum).name
     try:
-        open_to = [found for found in ProcessTree(pid).threads_open_to(signum) if _runs_python(found[0])]
+        tree = ProcessTree(pid)
+        open_to = [found for found in tree.threads_open_to(signum) if _runs_python(found[0])]
+        in_accept = [] if open_to else tree.asleep_in_accept(signum)
     except psutil.Error:
         return []
+    if in_accept:
+        pids = ", ".join(f"pid {found}" for found in in_accept)
+        return [
+            f"A likely cause: {pids} handles {name}, yet its main thread still sleeps in accept(). A handler that "
+            "only sets a flag, or one that came just before accept() began (a Python handler runs between two "
+            "instructions), leaves accept() waiting for the next client. Wait on the listener and on a pipe the "
+            "signal writes together (Python: signal.set_wakeup_fd; docs/student-guide.md, 'A signal just before "
+            "a wait')."
+        ]
     if not open_to:
         return []
-    name = signal.Signals(signum).name
     which = "; ".join(f"pid {pid} handles {name}, and {_unblocked(count, others)}" for pid, count, others in open_to)
     return [
         f"A likely cause: {which}. The kernel hands a signal sent to a process to any thread that does not "
