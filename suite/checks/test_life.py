@@ -282,9 +282,11 @@ def test_the_listeners_close_at_once_on_the_signal(fresh_target: FreshTarget) ->
         c.request(b"SLEEP 1500")
         c.quiet_for(SETTLE)
         _, after = _signal(t)
-        # Keep the server busy (and alive) for the 500 ms the listeners are given.
-        c.quiet_for(after + REFUSED_AFTER - time.monotonic())
-        if (left := after + REFUSED_AFTER - time.monotonic()) > 0:
+        # Keep the server busy (and alive) for the 500 ms the listeners are given, and the
+        # margin a loaded machine needs to run the server's handler at all.
+        attempt_at = after + REFUSED_AFTER + protocol.LOADED_MACHINE_MARGIN
+        c.quiet_for(attempt_at - time.monotonic())
+        if (left := attempt_at - time.monotonic()) > 0:
             _wait_exit(t, left)  # something arrived early: wait the rest on the process
         ports = [("plain", t.endpoint.port)]
         if t.endpoint.tls_port is not None:
@@ -293,8 +295,8 @@ def test_the_listeners_close_at_once_on_the_signal(fresh_target: FreshTarget) ->
             problem = _refused(t.endpoint.host, port)
             if problem is not None:
                 raise Violation(
-                    f"a connection to the {kind} port {REFUSED_AFTER * 1000:.0f} ms after SIGTERM was not "
-                    f"refused: {problem}",
+                    f"a connection to the {kind} port {(time.monotonic() - after) * 1000:.0f} ms after SIGTERM "
+                    f"was not refused: {problem}",
                     expected="connection refused",
                     actual=problem,
                     transcripts=[c.wire.transcript],

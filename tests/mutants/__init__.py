@@ -524,6 +524,19 @@ def _no_graceful_shutdown() -> None:
     StopSignal.install = install
 
 
+@_mutant("children-keep-the-listener", "process-per-connection", ("LIFE",), ("CH-LIFE-4",))
+def _children_keep_the_listener() -> None:
+    """A forked child never closes the listening sockets it inherited: while it serves a request, the
+    port stays open after the stop signal, and a new client is queued instead of refused."""
+    from reference_servers.runtime.admission import Admission
+
+    def close_inherited(self: Admission) -> None:
+        self.refusals.close()
+        self._context.listeners = []  # forgotten, not closed: they live as long as the child
+
+    Admission.close_inherited = close_inherited
+
+
 @_mutant("ready-not-flushed", "thread-pool", ("LIFE",), ("CH-LIFE-1",))
 def _ready_not_flushed() -> None:
     """The READY line is print()ed without a flush: on a pipe, stdout is block-buffered, so the

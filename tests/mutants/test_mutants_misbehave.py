@@ -11,6 +11,7 @@ deadline rather than sleeps, and every server is killed and reaped
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import ssl
 import struct
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import trustme
 
@@ -336,6 +338,27 @@ def probe_sigterm(target: Target) -> object:
         return pong, status, to_end(wire, timeout=1.0)
 
 
+def probe_listener_after_stop(target: Target) -> object:
+    """A child serves a SLEEP 1500 through SIGTERM; once the parent has let go of its
+    listener, is a new connection refused (no process listens) or queued (a child does)?"""
+    with target.serve() as server, server.connect() as wire:
+        wire.send(b"PING\r\n")
+        pong = wire.read_line(3.0)  # a child serves this connection now
+        wire.send(b"SLEEP 1500\r\n")
+        server.process.send_signal(signal.SIGTERM)
+        parent = psutil.Process(server.process.pid)
+        deadline = time.monotonic() + 1.0
+        while any(c.status == psutil.CONN_LISTEN for c in parent.net_connections("tcp")):
+            assert time.monotonic() < deadline, "the parent kept its listener 1 s after SIGTERM"
+            time.sleep(0.005)  # polling a condition (the parent's listener gone), under the deadline above
+        try:
+            socket.create_connection((server.endpoint.host, server.endpoint.port), timeout=1.0).close()
+            new_client = "queued"
+        except ConnectionRefusedError:
+            new_client = "refused"
+        return pong, new_client, wire.read_line(3.0)
+
+
 def probe_ready_line(target: Target) -> object:
     port = free_port(HOST)
     flags = ("--concurrency", "2", "--port", str(port))
@@ -598,6 +621,11 @@ PROBES: dict[str, Probe] = {
         probe_sigterm,
         reference=(b"+PONG\r\n", 0, (SHUTDOWN, FIN)),
         mutant=(b"+PONG\r\n", 0, (b"", FIN)),
+    ),
+    "children-keep-the-listener": Probe(
+        probe_listener_after_stop,
+        reference=(b"+PONG\r\n", "refused", b"+OK\r\n"),
+        mutant=(b"+PONG\r\n", "queued", b"+OK\r\n"),
     ),
     "ready-not-flushed": Probe(
         probe_ready_line,
