@@ -64,7 +64,7 @@ class RunSettings:
     shard: tuple[int, int] | None = None  # --shard I/N: this run checks share I of N
     robust_scale: float = 1.0  # --robust-scale: how much larger than the default the ROBUST attacks are
     profile: str = profiles.DEFAULT  # --profile: the protocol judged (suite.profiles)
-    overlap: int = 0  # --overlap: checks that wait, run beside each worker's current one (suite.overlap)
+    overlap: int = 2  # --overlap: checks that wait, run beside each worker's current one (suite.overlap)
 
     @property
     def has_target(self) -> bool:
