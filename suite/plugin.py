@@ -77,8 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
     previous_handlers = reaper.interrupts_unwind()
     if worker is None:
         # Put back after pytest's own last steps (cleanups run last-in, first-out, and this
-        # configure runs first): its final garbage collections run Hypothesis's gc callback,
-        # where only this handler keeps an interrupt. A worker's process ends with its session.
+        # configure runs first), which collect garbage and so may run finalizers that an
+        # interrupt must not be lost in. A worker's process ends with its session.
         config.add_cleanup(lambda: reaper.restore_handlers(previous_handlers))
     if settings.overlap and not settings.area_by_area:  # area by area, each area ends before the next starts
         config.pluginmanager.register(overlap.SideBySide(settings.overlap), "sockspec-overlap")
@@ -105,6 +105,15 @@ def pytest_configure(config: pytest.Config) -> None:
         unanswered = preflight.check_targets(settings, state.docker)
         if unanswered is not None:
             pytest.exit(unanswered, returncode=2)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # After every plugin's configure, so that it comes before pytest's own hook, which reports
+    # what it gets. pytest's last cleanup puts back the hook it found, after its final garbage
+    # collections: until then an interrupt in a finalizer is sent again (reaper).
+    state = session.config.stash.get(STATE, None)
+    if state is not None and state.settings.has_target:
+        reaper.interrupts_survive_finalizers()
 
 
 def _no_files_left_behind(config: pytest.Config, state: RunState) -> None:

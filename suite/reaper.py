@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import _thread
 import contextlib
-import gc
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import psutil
@@ -127,23 +126,30 @@ def interrupted_by() -> str | None:
     return signal.Signals(_received[0]).name if _received else None
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    if _inside_a_gc_callback(frame):
-        # Raised there, the interrupt could not propagate: Python would print it as
-        # "Exception ignored" and drop it. Another thread sends it again to the main thread,
-        # to be handled once that has left the callback (Hypothesis's times the collector:
-        # a few instructions), or deferred once more. Asked for here (interrupt_main) or
-        # through threading's start, which waits, it would be handled at once, still inside.
-        _thread.start_new_thread(signal.pthread_kill, (threading.get_ident(), signum))  # handlers run in main
-        return
+def _interrupt(signum: int, frame: object) -> None:
     _received.append(signum)
     raise KeyboardInterrupt
 
 
-def _inside_a_gc_callback(frame: FrameType | None) -> bool:
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in callbacks:
-            return True
-        frame = frame.f_back
-    return False
+def interrupts_survive_finalizers() -> None:
+    """A KeyboardInterrupt raised while the main thread runs a finalizer
+    (``__del__``, a weakref callback) or a garbage collector's callback
+    (Hypothesis keeps one) cannot propagate: Python hands it to
+    ``sys.unraisablehook``, which prints it and drops it, so a Ctrl-C would be
+    lost and a traceback shown. Such an interrupt is sent again instead, from
+    another thread, to be handled once the main thread has left (or dropped
+    and sent again). Other unraisable exceptions go to the hook in place."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            # From the main thread (interrupt_main, or threading's start, which waits for
+            # the thread) the signal would be handled at once, still inside.
+            main = threading.main_thread().ident
+            signum = _received[-1] if _received else signal.SIGINT
+            if main is not None:  # always, once the interpreter runs
+                _thread.start_new_thread(signal.pthread_kill, (main, signum))
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -132,30 +132,48 @@ def test_without_a_run_tracking_does_nothing(
     assert leader.poll() is None
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_an_interrupt_that_lands_in_a_gc_callback_is_raised_after_it(
-    signum: signal.Signals, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Raised inside a garbage collector's callback (Hypothesis keeps one), an interrupt
-    # cannot propagate: Python prints "Exception ignored" and the Ctrl-C is lost.
-    unraisable: list[sys.UnraisableHookArgs] = []
-    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    landed: list[str] = []
-
+def _land_in_a_gc_callback(signum: signal.Signals, landed: list[str]) -> None:
     def callback(phase: str, info: dict[str, int]) -> None:
         if phase == "start" and not landed:
-            landed.append(phase)
+            landed.append("gc callback")
             os.kill(os.getpid(), signum)  # its handler runs here, at the callback's next instruction
 
-    previous = reaper.interrupts_unwind()
     gc.callbacks.append(callback)
     try:
-        with pytest.raises(KeyboardInterrupt):
-            gc.collect()
-            threading.Event().wait(10)  # the interrupt ends this wait, or it was lost
+        gc.collect()
     finally:
         gc.callbacks.remove(callback)
+
+
+def _land_in_a_finalizer(signum: signal.Signals, landed: list[str]) -> None:
+    class Finalized:
+        def __del__(self) -> None:
+            landed.append("finalizer")
+            os.kill(os.getpid(), signum)  # its handler runs here, inside __del__
+
+    Finalized()  # dropped at once
+
+
+@pytest.mark.parametrize("land", [_land_in_a_gc_callback, _land_in_a_finalizer], ids=["gc-callback", "finalizer"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_an_interrupt_that_lands_where_it_cannot_propagate_is_raised_after(
+    signum: signal.Signals,
+    land: Callable[[signal.Signals, list[str]], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Raised inside a finalizer or a garbage collector's callback (Hypothesis keeps one),
+    # an interrupt cannot propagate: Python prints "Exception ignored" and it is lost.
+    unraisable: list[sys.UnraisableHookArgs] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    reaper.interrupts_survive_finalizers()  # over the recorder; monkeypatch puts the hook back
+    landed: list[str] = []
+    previous = reaper.interrupts_unwind()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            land(signum, landed)
+            threading.Event().wait(10)  # the interrupt ends this wait, or it was lost
+    finally:
         reaper.restore_handlers(previous)
-    assert landed == ["start"], "the callback did not run"
-    assert unraisable == [], f"the interrupt was dropped in the callback: {unraisable[0].exc_type}"
+    assert len(landed) == 1, f"the signal was sent {len(landed)} times"
+    assert unraisable == [], f"the interrupt was dropped: {unraisable[0].exc_type}"
     assert reaper.interrupted_by() == signum.name
