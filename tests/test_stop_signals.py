@@ -127,14 +127,15 @@ def _stop_while_stopped(arch: str) -> None:
         _wait_until_stopped(tree)
         server.send_signal(signal.SIGINT)  # pending: no thread of a stopped process runs to take it
         server.send_signal(signal.SIGCONT)  # the first thread to run takes it
-        status = server.wait(EXIT_WITHIN)
-        if status is None:
-            states = {tid: Path(f"/proc/{server.pid}/task/{tid}/wchan").read_text() for tid in _all_threads(tree)}
-            raise AssertionError(
-                f"{arch} was still running {EXIT_WITHIN} s after a SIGINT sent while it was stopped; its threads "
-                f"sleep in {states}"
-            ) from None
-        assert status == 0, f"{arch} exited with status {status} after SIGINT, expected 0"
+        _expect_exit(arch, server, tree, "a SIGINT sent while it was stopped")
+
+
+def _expect_exit(arch: str, server: ServerProcess, tree: psutil.Process, after: str) -> None:
+    status = server.wait(EXIT_WITHIN)
+    if status is None:
+        states = {tid: Path(f"/proc/{server.pid}/task/{tid}/wchan").read_text() for tid in _all_threads(tree)}
+        raise AssertionError(f"{arch} was still running {EXIT_WITHIN} s after {after}; its threads sleep in {states}")
+    assert status == 0, f"{arch} exited with status {status} after SIGINT, expected 0"
 
 
 def _all_threads(process: psutil.Process) -> list[int]:
@@ -180,14 +181,7 @@ def test_a_stop_whose_python_handler_has_not_run_still_wakes_the_main_thread(arc
         tree = psutil.Process(server.pid)
         _wait_until_the_main_thread_waits(server.pid)  # READY comes before the serving loop
         server.send_signal(signal.SIGINT)
-        status = server.wait(EXIT_WITHIN)
-        if status is None:
-            states = {tid: Path(f"/proc/{server.pid}/task/{tid}/wchan").read_text() for tid in _all_threads(tree)}
-            raise AssertionError(
-                f"{arch} was still running {EXIT_WITHIN} s after a SIGINT its main thread did not take; its "
-                f"threads sleep in {states}: the main thread's wait was not woken by the signal itself"
-            ) from None
-        assert status == 0, f"{arch} exited with status {status} after SIGINT, expected 0"
+        _expect_exit(arch, server, tree, "a SIGINT that woke no wait of its main thread (another thread took it)")
 
 
 def _wait_until_the_main_thread_waits(pid: int) -> None:
