@@ -251,7 +251,7 @@ class ProcessTree:
         bit = 1 << (signum - 1)
         for process in self.processes():
             try:
-                if not signal_mask(f"/proc/{process.pid}/status", "SigCgt") & bit:
+                if not _handles(process.pid, signum):
                     continue
                 others = [thread.id for thread in process.threads() if thread.id != process.pid]
                 tasks = f"/proc/{process.pid}/task"
@@ -268,7 +268,7 @@ class ProcessTree:
         found = []
         for process in self.processes():
             try:
-                if not signal_mask(f"/proc/{process.pid}/status", "SigCgt") & 1 << (signum - 1):
+                if not _handles(process.pid, signum):
                     continue
                 with open(f"/proc/{process.pid}/wchan") as wchan:
                     if wchan.read() == "inet_csk_accept":  # the kernel's name for a TCP accept() asleep
@@ -344,6 +344,11 @@ def _unblocked(count: int, others: int) -> str:
     if count == others:
         return f"none of its {others} other threads blocks it"
     return f"{count} of its {others} other threads do not block it"
+
+
+def _handles(pid: int, signum: int) -> bool:
+    """Whether the process has a handler of its own installed for ``signum``."""
+    return bool(signal_mask(f"/proc/{pid}/status", "SigCgt") & 1 << (signum - 1))
 
 
 def signal_mask(status_file: str, field: str) -> int:

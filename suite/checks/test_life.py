@@ -292,11 +292,12 @@ def test_the_listeners_close_at_once_on_the_signal(fresh_target: FreshTarget) ->
         if t.endpoint.tls_port is not None:
             ports.append(("TLS", t.endpoint.tls_port))
         for kind, port in ports:
+            tried_after = time.monotonic() - after  # when the attempt began, not when it gave up
             problem = _refused(t.endpoint.host, port)
             if problem is not None:
                 raise Violation(
-                    f"a connection to the {kind} port {(time.monotonic() - after) * 1000:.0f} ms after SIGTERM "
-                    f"was not refused: {problem}",
+                    f"a connection to the {kind} port {tried_after * 1000:.0f} ms after SIGTERM was not refused: "
+                    f"{problem}",
                     expected="connection refused",
                     actual=problem,
                     transcripts=[c.wire.transcript],
